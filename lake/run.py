@@ -1,0 +1,399 @@
+"""A run: the unit of writing. Outputs are staged, then committed together through the log.
+
+Appends are written straight to Lance data files (invisible until committed); upserts are held
+until commit. ``commit`` takes the lake's commit lock, rolls back versions a dead run left
+behind, commits each output table once, and then appends the run's ``TableCommitted`` events
+and ``RunFinished`` in one log commit: that log commit is the moment the outputs appear.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import lance
+import pyarrow as pa
+from lance.fragment import FragmentMetadata, write_fragments
+
+from lake.errors import RunStateError, SchemaMismatchError, UnknownTableError
+from lake.hashing import ContentHasher
+from lake.validation import validate
+from schemas import DATA_TABLES, Reject, Row
+from schemas.events import (
+    Event,
+    RowsRejected,
+    RunFailed,
+    RunFinished,
+    TableCommitted,
+    TableVersion,
+    UncommittedVersionsDiscarded,
+)
+
+if TYPE_CHECKING:
+    from lake.core import Lake
+
+
+@dataclass(frozen=True)
+class WriteReport:
+    """What one ``append``/``upsert`` call staged: rows accepted, rejected (by reason), merged."""
+
+    table: str
+    rows: int
+    rejected: int
+    reject_reasons: dict[str, int]
+    duplicates_skipped: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    """A committed output: the table, its new version, rows written by the run and in total."""
+
+    table: str
+    version: int
+    rows_written: int
+    rows_total: int
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    job: str
+    reused: bool
+    commits: tuple[Commit, ...]
+    metrics: dict[str, Any]
+
+    def commit_for(self, table: str) -> Commit | None:
+        return next((c for c in self.commits if c.table == table), None)
+
+
+@dataclass
+class _Staged:
+    operation: Literal["append", "upsert"]
+    fragments: list[FragmentMetadata] = field(default_factory=list)
+    upserts: list[pa.Table] = field(default_factory=list)
+    hasher: ContentHasher = field(default_factory=ContentHasher)
+
+
+def new_run_id() -> str:
+    return "run-" + secrets.token_hex(8)
+
+
+class Run:
+    """Stages writes for one run; use through ``Lake.run`` as a context manager."""
+
+    def __init__(
+        self,
+        lake: Lake,
+        run_id: str,
+        job: str,
+        run_key: str,
+        previous: RunResult | None = None,
+    ) -> None:
+        self.lake = lake
+        self.run_id = run_id
+        self.job = job
+        self.run_key = run_key
+        self.previous = previous
+        self.metrics: dict[str, Any] = {}
+        self._staged: dict[str, _Staged] = {}
+        self._rejects: list[Reject] = []
+        self._reject_counts: dict[str, dict[str, int]] = {}
+        self._result: RunResult | None = None
+
+    @property
+    def reused(self) -> bool:
+        """True when an identical run already finished: nothing is written, its outputs stand."""
+        return self.previous is not None
+
+    @property
+    def result(self) -> RunResult:
+        if self.previous is not None:
+            return self.previous
+        if self._result is None:
+            raise RunStateError(f"run {self.run_id} has not committed yet")
+        return self._result
+
+    def _check_writable(self, table: str) -> type[Row]:
+        if self.previous is not None:
+            raise RunStateError(
+                f"run {self.job} already finished as {self.previous.run_id} with the same inputs, "
+                "params, seed and code version; use its outputs instead of writing again"
+            )
+        if self._result is not None:
+            raise RunStateError(f"run {self.run_id} is already committed")
+        model = DATA_TABLES.get(table)
+        if model is None:
+            raise UnknownTableError(
+                f"unknown table {table!r}; data tables are {sorted(DATA_TABLES)}"
+            )
+        return model
+
+    def _stage_rejects(self, table: str, rejects: list[Reject]) -> None:
+        if not rejects:
+            return
+        stamped = [r.model_copy(update={"run_id": self.run_id}) for r in rejects]
+        self._rejects.extend(stamped)
+        counts = self._reject_counts.setdefault(table, {})
+        for reject in rejects:
+            key = reject.reason.split(":", 1)[0]
+            counts[key] = counts.get(key, 0) + 1
+
+    def _prepare(self, table: str, data: pa.Table, source: str) -> tuple[pa.Table, WriteReport]:
+        model = self._check_writable(table)
+        if not isinstance(data, pa.Table):
+            raise TypeError(f"write {table!r}: expected a pyarrow.Table, got {type(data).__name__}")
+        checked = validate(model, data, source)
+        good = checked.good
+        run_ids = pa.array([self.run_id] * good.num_rows, pa.string())
+        good = good.set_column(good.schema.get_field_index("run_id"), "run_id", run_ids)
+        self._stage_rejects(table, checked.rejects)
+        report = WriteReport(
+            table=table,
+            rows=good.num_rows,
+            rejected=len(checked.rejects),
+            reject_reasons=checked.reject_reasons,
+            duplicates_skipped=checked.duplicates_skipped,
+        )
+        return good, report
+
+    def _staged_for(self, table: str, operation: Literal["append", "upsert"]) -> _Staged:
+        staged = self._staged.get(table)
+        if staged is None:
+            staged = self._staged[table] = _Staged(operation=operation)
+        elif staged.operation != operation:
+            raise RunStateError(
+                f"run {self.run_id} already {staged.operation}s to {table!r}; one run writes a "
+                "table one way (append or upsert). Split the work into two runs."
+            )
+        return staged
+
+    def append(self, table: str, data: pa.Table, source: str = "api") -> WriteReport:
+        """Validate and stage new rows. Bad rows go to ``rejects``; the rest wait for commit."""
+        good, report = self._prepare(table, data, source)
+        staged = self._staged_for(table, "append")
+        if good.num_rows:
+            staged.fragments.extend(
+                write_fragments(
+                    good,
+                    self.lake.store.table_uri(table),
+                    schema=good.schema,
+                    storage_options=self.lake.store.options(),
+                )
+            )
+            staged.hasher.update(good)
+        return report
+
+    def append_fragments(
+        self, table: str, fragments: list[FragmentMetadata], rows_hash: ContentHasher
+    ) -> None:
+        """Stage fragments written elsewhere (e.g. by Spark executors, already validated)."""
+        self._check_writable(table)
+        staged = self._staged_for(table, "append")
+        staged.fragments.extend(fragments)
+        staged.hasher = rows_hash
+
+    def quarantine(self, table: str, payload: Any, reason: str, source: str) -> None:
+        """Send one input that could not become a row of ``table`` to ``rejects``.
+
+        ``reason`` starts with a short code (``code: detail``) that reports group by.
+        """
+        self._check_writable(table)
+        text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
+        self._stage_rejects(
+            table, [Reject(table=table, source=source, reason=reason, payload=text)]
+        )
+
+    def upsert(self, table: str, data: pa.Table, source: str = "api") -> WriteReport:
+        """Validate and stage rows that replace rows of the same id (or are added)."""
+        good, report = self._prepare(table, data, source)
+        staged = self._staged_for(table, "upsert")
+        if good.num_rows:
+            staged.upserts.append(good)
+            staged.hasher.update(good)
+        return report
+
+    # -- commit ---------------------------------------------------------------------------
+
+    def commit(self) -> RunResult:
+        if self.previous is not None:
+            return self.previous
+        if self._rejects:
+            rejects = Reject.to_arrow(self._rejects)
+            staged = self._staged_for("rejects", "append")
+            staged.fragments.extend(
+                write_fragments(
+                    rejects,
+                    self.lake.store.table_uri("rejects"),
+                    schema=rejects.schema,
+                    storage_options=self.lake.store.options(),
+                )
+            )
+            staged.hasher.update(rejects)
+        with self.lake.commit_lock():
+            events: list[Event] = []
+            commits: list[Commit] = []
+            for table, staged in self._staged.items():
+                commit, repaired = self._commit_table(table, staged)
+                events.extend(repaired)
+                commits.append(commit)
+                if not repaired and self.lake.log.state.versions.get(table) == commit.version:
+                    continue  # nothing written: no new version, nothing to record
+                events.append(
+                    TableCommitted(
+                        run_id=self.run_id,
+                        table=commit.table,
+                        version=commit.version,
+                        rows_written=commit.rows_written,
+                        rows_total=commit.rows_total,
+                        content_hash=commit.content_hash,
+                        operation=staged.operation,
+                    )
+                )
+            for table, reasons in self._reject_counts.items():
+                events.append(
+                    RowsRejected(
+                        run_id=self.run_id,
+                        table=table,
+                        rows=sum(reasons.values()),
+                        reasons=reasons,
+                    )
+                )
+            outputs = tuple(TableVersion(c.table, c.version) for c in commits)
+            events.append(RunFinished(run_id=self.run_id, metrics=self.metrics, outputs=outputs))
+            self.lake.log.append(events)
+        self._result = RunResult(
+            run_id=self.run_id,
+            job=self.job,
+            reused=False,
+            commits=tuple(commits),
+            metrics=dict(self.metrics),
+        )
+        return self._result
+
+    def _commit_table(self, table: str, staged: _Staged) -> tuple[Commit, list[Event]]:
+        store = self.lake.store
+        model = DATA_TABLES[table]
+        schema = model.arrow_schema()
+        uri = store.table_uri(table)
+        recorded = self.lake.log.state.versions.get(table)
+        latest = store.open(table)
+        repaired: list[Event] = []
+        if latest is not None and recorded is not None and latest.version != recorded:
+            # A run died between its data commit and its log commit: roll its versions back.
+            restored = lance.LanceDataset.commit(
+                uri,
+                lance.LanceOperation.Restore(recorded),
+                storage_options=store.options(),
+            )
+            repaired.append(
+                UncommittedVersionsDiscarded(
+                    run_id=self.run_id,
+                    table=table,
+                    version=restored.version,
+                    discarded=tuple(range(recorded + 1, latest.version + 1)),
+                )
+            )
+            latest = restored
+        if latest is not None and recorded is not None and latest.schema != schema:
+            raise SchemaMismatchError(
+                f"table {table!r} is stored with an older schema; run `astra lake migrate {table}`"
+            )
+        fresh = latest is None or recorded is None
+        if not fresh and not staged.fragments and not staged.upserts:
+            assert latest is not None
+            empty = ContentHasher()
+            return Commit(
+                table, latest.version, 0, latest.count_rows(), empty.hexdigest()
+            ), repaired
+        if staged.operation == "append":
+            if fresh:
+                operation: Any = lance.LanceOperation.Overwrite(schema, staged.fragments)
+                dataset = lance.LanceDataset.commit(uri, operation, storage_options=store.options())
+            else:
+                assert latest is not None
+                dataset = lance.LanceDataset.commit(
+                    uri,
+                    lance.LanceOperation.Append(staged.fragments),
+                    read_version=latest.version,
+                    storage_options=store.options(),
+                )
+        else:
+            data = pa.concat_tables(staged.upserts) if staged.upserts else schema.empty_table()
+            if fresh:
+                dataset = lance.write_dataset(
+                    data, uri, schema=schema, mode="overwrite", storage_options=store.options()
+                )
+            else:
+                assert latest is not None
+                if data.num_rows:
+                    (
+                        latest.merge_insert("id")
+                        .when_matched_update_all()
+                        .when_not_matched_insert_all()
+                        .execute(data)
+                    )
+                dataset = store.open(table)
+                assert dataset is not None
+        commit = Commit(
+            table=table,
+            version=dataset.version,
+            rows_written=staged.hasher.rows,
+            rows_total=dataset.count_rows(),
+            content_hash=staged.hasher.hexdigest(),
+        )
+        return commit, repaired
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the failure; staged data files stay unreferenced and are never read."""
+        with self.lake.commit_lock():
+            self.lake.log.append(
+                [
+                    RunFailed(
+                        run_id=self.run_id,
+                        error_type=type(exc).__name__,
+                        error="".join(traceback.format_exception_only(exc)).strip()[:2000],
+                    )
+                ]
+            )
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if self.previous is not None:
+            return
+        if exc is not None:
+            if isinstance(exc, Exception):
+                self.fail(exc)
+            return
+        if self._result is None:
+            self.commit()
+
+
+def run_key(
+    job: str,
+    params: Mapping[str, Any],
+    seed: int | None,
+    code_version: str,
+    inputs: tuple[TableVersion, ...],
+    fingerprint: str,
+) -> str:
+    """The identity of a run: the same key means the same outputs, so it runs once."""
+    from schemas import canonical_json, content_id
+
+    return content_id(
+        "key",
+        {
+            "job": job,
+            "params": canonical_json(params),
+            "seed": seed,
+            "code_version": code_version,
+            "inputs": sorted([i.table, i.version] for i in inputs),
+            "fingerprint": fingerprint,
+        },
+    )

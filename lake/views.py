@@ -1,0 +1,75 @@
+"""Read-only views of one table at one committed version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lance
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from lake.hashing import content_hash
+from schemas import TableModel
+from schemas.base import Row
+
+
+@dataclass(frozen=True)
+class TableView:
+    """A table pinned at ``version``. It has no write methods; reads return the same rows forever.
+
+    Rows stored with an older ``schema_version`` are upcast to the current model on read.
+    """
+
+    table: str
+    version: int
+    model: type[TableModel]
+    dataset: lance.LanceDataset
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.model.arrow_schema()
+
+    def count_rows(self, filter: str | None = None) -> int:
+        return self.dataset.count_rows(filter=filter)
+
+    def _needs_upcast(self) -> bool:
+        if not issubclass(self.model, Row):
+            return False
+        stored = self.dataset.schema
+        if stored.names != self.schema.names:
+            return True
+        if self.dataset.count_rows() == 0:
+            return False
+        oldest = pc.min(self.dataset.to_table(columns=["schema_version"])["schema_version"])
+        return oldest.as_py() < self.model.SCHEMA_VERSION
+
+    def to_arrow(self, columns: list[str] | None = None, filter: str | None = None) -> pa.Table:
+        if self._needs_upcast():
+            return self._upcast(self.dataset.to_table(filter=filter), columns)
+        return self.dataset.to_table(columns=columns, filter=filter)
+
+    def _upcast(self, stored: pa.Table, columns: list[str] | None) -> pa.Table:
+        assert issubclass(self.model, Row)
+        model = self.model
+        rows = [model.from_record(model.upcast(r)).to_record() for r in stored.to_pylist()]
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        return table.select(columns) if columns else table
+
+    def to_polars(self) -> pl.LazyFrame:
+        """A lazy polars frame over this version (Lance scans are pushed down where possible)."""
+        if self._needs_upcast():
+            return pl.from_arrow(self.to_arrow()).lazy()  # type: ignore[union-attr]
+        return pl.scan_pyarrow_dataset(self.dataset)
+
+    def content_hash(self) -> str:
+        return content_hash(self.to_arrow())
+
+    def row(self, row_id: str) -> dict | None:
+        """One row by id, or None."""
+        found = self.to_arrow(filter=f"id = '{_sql_quote(row_id)}'")
+        return found.to_pylist()[0] if found.num_rows else None
+
+
+def _sql_quote(value: str) -> str:
+    return value.replace("'", "''")
