@@ -1,0 +1,140 @@
+"""The job abstraction: a small declared unit of batch work over lake tables.
+
+A job names its input and output tables, has a frozen ``Params`` dataclass and one ``run``.
+It reads inputs pinned at the versions its run recorded, writes only its declared outputs,
+and counts what it kept and dropped, by reason, through the context. Where it runs (in
+process, or on Spark) is the runner's business, not the job's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import pyarrow as pa
+
+from lake import Lake, Run, RunResult, TableView, WriteReport
+
+T = TypeVar("T")
+
+ProgressFn = Callable[[Iterable[Any], int | None, str], Iterable[Any]]
+"""Wraps an iterable to show progress: ``(items, total, description) -> items``."""
+
+
+def no_progress(items: Iterable[T], total: int | None, description: str) -> Iterable[T]:
+    return items
+
+
+@dataclass(frozen=True)
+class NoParams:
+    """A job without parameters."""
+
+
+class Job(ABC):
+    """Subclasses set ``name``, ``version`` (bump it when the output for the same input changes),
+    ``inputs``, ``outputs`` and ``Params``, and implement ``run``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    description: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type] = NoParams
+
+    def __init__(self, params: Any) -> None:
+        if not isinstance(params, self.Params):
+            raise TypeError(
+                f"{self.name} takes {self.Params.__name__}, got {type(params).__name__}"
+            )
+        self.params = params
+
+    def fingerprint(self) -> str:
+        """Anything besides the input tables that the output depends on (e.g. a source file's
+        hash). It is part of the run key, so a changed source is a new run."""
+        return ""
+
+    @abstractmethod
+    def run(self, ctx: JobContext) -> None: ...
+
+    @classmethod
+    def code_version(cls) -> str:
+        return f"{cls.name}@{cls.version}"
+
+
+@dataclass
+class JobContext:
+    """What a running job sees: its pinned inputs, its run to write to, counters, progress."""
+
+    job: Job
+    run: Run
+    inputs: dict[str, TableView]
+    seed: int
+    progress: ProgressFn = no_progress
+    kept: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+
+    def read(self, table: str) -> TableView:
+        if table not in self.inputs:
+            raise KeyError(f"{self.job.name} did not declare {table!r} as an input")
+        return self.inputs[table]
+
+    def _check_output(self, table: str) -> None:
+        if table not in self.job.outputs and table != "rejects":
+            raise KeyError(f"{self.job.name} did not declare {table!r} as an output")
+
+    def append(self, table: str, data: pa.Table, source: str | None = None) -> WriteReport:
+        self._check_output(table)
+        report = self.run.append(table, data, source or self.job.name)
+        self._count_write(report)
+        return report
+
+    def upsert(self, table: str, data: pa.Table, source: str | None = None) -> WriteReport:
+        self._check_output(table)
+        report = self.run.upsert(table, data, source or self.job.name)
+        self._count_write(report)
+        return report
+
+    def _count_write(self, report: WriteReport) -> None:
+        self.kept[report.table] += report.rows
+        for reason, n in report.reject_reasons.items():
+            self.dropped[reason] += n
+
+    def quarantine(self, table: str, payload: Any, reason: str, source: str) -> None:
+        """An input that cannot become a row: stored in ``rejects`` with the reason, counted."""
+        self.run.quarantine(table, payload, reason, source)
+        self.dropped[reason.split(":", 1)[0]] += 1
+
+    def track(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+        yield from self.progress(items, total, description)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: str
+    run: RunResult
+    kept: dict[str, int]
+    dropped: dict[str, int]
+
+    @property
+    def reused(self) -> bool:
+        return self.run.reused
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    return dataclasses.asdict(params)
+
+
+__all__ = [
+    "Job",
+    "JobContext",
+    "JobResult",
+    "Lake",
+    "NoParams",
+    "ProgressFn",
+    "no_progress",
+    "params_dict",
+]
