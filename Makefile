@@ -1,0 +1,49 @@
+# Set-up and entry points. `make demo` and `make test` each build .venv when needed.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+LAKE ?= astra-lake
+DEMO_OUT ?= demo-out
+# torch 2.13.0 resolves to the CPU wheel on machines without CUDA and to the CUDA build elsewhere.
+TORCH_PIN := torch==2.13.0
+export PYSPARK_PYTHON := $(abspath $(BIN)/python)
+export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
+export LANCE_LOG ?= error
+
+.PHONY: demo test bench lint format venv check-java clean-demo
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH_PIN)'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+check-java:
+	@command -v java >/dev/null 2>&1 || { echo "error: Java 17+ is required for Spark and none was found. Install it (e.g. apt-get install openjdk-17-jre-headless) and retry."; exit 1; }
+	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
+	 if [ "$${v:-0}" -lt 17 ]; then echo "error: Java $$v found; Spark needs Java 17 or newer. Install openjdk-17 and put it first on PATH."; exit 1; fi
+
+demo: $(STAMP) check-java
+	LAKE=$(LAKE) DEMO_OUT=$(DEMO_OUT) ASTRA=$(BIN)/astra bash docs/demo.sh
+
+test: $(STAMP) check-java lint
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP) check-java
+	@mkdir -p bench-out
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b --out bench-out/$$(basename $$b .py).json || exit 1; done
+
+clean-demo:
+	rm -rf $(LAKE) $(DEMO_OUT)

@@ -1,0 +1,1 @@
+"""The ``astra`` command: one entry point for every capability of ASTRA Lake."""

@@ -1,0 +1,3 @@
+from astra.cli import main
+
+main()
