@@ -257,6 +257,16 @@ def lake_replay(
         raise typer.Exit(1)
 
 
+@lake_app.command("migrate")
+def lake_migrate(
+    table: Annotated[str, typer.Argument(help="The table stored at an older schema version.")],
+    lake: LakeOption = DEFAULT_LAKE,
+) -> None:
+    """Rewrite a table at the current schema version (rows upcast) as a new version."""
+    result = open_lake(lake).migrate(table)
+    console.print(f"{table}: version {result.version}, {result.rows} rows at the current schema")
+
+
 # -- astra lake snapshot ------------------------------------------------------------------------
 
 
@@ -422,8 +432,8 @@ def main() -> None:
     try:
         app()
     except (CliError, LakeError, ParamsError, CatalogError, ReplayError) as exc:
-        err_console.print(f"[red]error:[/] {exc}")
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except KeyError as exc:
-        err_console.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}")
+        err_console.print(f"[red]error:[/] {exc.args[0] if exc.args else exc}", soft_wrap=True)
         sys.exit(2)

@@ -65,10 +65,10 @@ def _result_of(record: RunRecord) -> RunResult:
 class Lake:
     """An event-sourced, versioned lake of Lance tables.
 
-    ``Lake("astra-lake")`` opens (or starts) a lake in a local folder; any URI LanceDB accepts works,
-    with ``storage_options`` for its object store. Reads return read-only ``TableView`` objects
-    pinned at a committed version; writes go through runs (``lake.run(...)``), or through
-    ``append``/``upsert``, which wrap one write in a run of their own.
+    ``Lake("astra-lake")`` opens (or starts) a lake in a local folder; any URI LanceDB accepts
+    works, with ``storage_options`` for its object store. Reads return read-only ``TableView``
+    objects pinned at a committed version; writes go through runs (``lake.run(...)``), or
+    through ``append``/``upsert``, which wrap one write in a run of their own.
     """
 
     def __init__(
@@ -159,6 +159,15 @@ class Lake:
     def upsert(self, table: str, data: pa.Table, source: str = "api") -> WriteResult:
         """Insert rows, replacing existing rows with the same id, as one run."""
         return self._single_write(table, data, source, upsert=True)
+
+    def migrate(self, table: str) -> WriteResult:
+        """Rewrite ``table`` at the current schema version (rows upcast), as a new version."""
+        view = self.read(table)
+        with self.run("lake.migrate", {"table": table}, inputs={table: view.version}) as run:
+            report = run.replace(table, view.to_arrow(), source=f"migrate of {table}")
+        commit = run.result.commit_for(table)
+        assert commit is not None
+        return WriteResult(commit=commit, report=report, run_id=run.run_id)
 
     # -- reading ---------------------------------------------------------------------------
 

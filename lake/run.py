@@ -12,11 +12,13 @@ import json
 import secrets
 import traceback
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import lance
 import pyarrow as pa
+import pyarrow.compute
 from lance.fragment import FragmentMetadata, write_fragments
 
 from lake.errors import RunStateError, SchemaMismatchError, UnknownTableError
@@ -71,9 +73,12 @@ class RunResult:
         return next((c for c in self.commits if c.table == table), None)
 
 
+Operation = Literal["append", "upsert", "replace"]
+
+
 @dataclass
 class _Staged:
-    operation: Literal["append", "upsert"]
+    operation: Operation
     fragments: list[FragmentMetadata] = field(default_factory=list)
     upserts: list[pa.Table] = field(default_factory=list)
     hasher: ContentHasher = field(default_factory=ContentHasher)
@@ -143,8 +148,22 @@ class Run:
             key = reject.reason.split(":", 1)[0]
             counts[key] = counts.get(key, 0) + 1
 
-    def _prepare(self, table: str, data: pa.Table, source: str) -> tuple[pa.Table, WriteReport]:
+    def _check_stored_schema(self, table: str) -> None:
+        recorded = self.lake.log.state.versions.get(table)
+        if recorded is None:
+            return
+        stored = self.lake.store.open(table, version=recorded)
+        if stored is not None and stored.schema != DATA_TABLES[table].arrow_schema():
+            raise SchemaMismatchError(
+                f"table {table!r} is stored with an older schema; run `astra lake migrate {table}`"
+            )
+
+    def _prepare(
+        self, table: str, data: pa.Table, source: str, check_schema: bool = True
+    ) -> tuple[pa.Table, WriteReport]:
         model = self._check_writable(table)
+        if check_schema:
+            self._check_stored_schema(table)
         if not isinstance(data, pa.Table):
             raise TypeError(f"write {table!r}: expected a pyarrow.Table, got {type(data).__name__}")
         checked = validate(model, data, source)
@@ -161,7 +180,7 @@ class Run:
         )
         return good, report
 
-    def _staged_for(self, table: str, operation: Literal["append", "upsert"]) -> _Staged:
+    def _staged_for(self, table: str, operation: Operation) -> _Staged:
         staged = self._staged.get(table)
         if staged is None:
             staged = self._staged[table] = _Staged(operation=operation)
@@ -177,15 +196,18 @@ class Run:
         good, report = self._prepare(table, data, source)
         staged = self._staged_for(table, "append")
         if good.num_rows:
-            staged.fragments.extend(
-                write_fragments(
-                    good,
-                    self.lake.store.table_uri(table),
-                    schema=good.schema,
-                    storage_options=self.lake.store.options(),
+            # Hash on a second thread while Lance writes: both release the GIL.
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                hashing = pool.submit(staged.hasher.update, good)
+                staged.fragments.extend(
+                    write_fragments(
+                        good,
+                        self.lake.store.table_uri(table),
+                        schema=good.schema,
+                        storage_options=self.lake.store.options(),
+                    )
                 )
-            )
-            staged.hasher.update(good)
+                hashing.result()
         return report
 
     def append_fragments(
@@ -196,6 +218,21 @@ class Run:
         staged = self._staged_for(table, "append")
         staged.fragments.extend(fragments)
         staged.hasher = rows_hash
+
+    def replace(self, table: str, data: pa.Table, source: str = "api") -> WriteReport:
+        """Stage the whole new content of ``table`` (a new version; history keeps the old).
+
+        Rows that already name the run that wrote them keep it: replacing is not re-deriving.
+        """
+        good, report = self._prepare(table, data, source, check_schema=False)
+        if "run_id" in data.column_names and good.num_rows == data.num_rows:
+            original = data["run_id"].cast(pa.string())
+            keep = pa.compute.coalesce(original, good["run_id"])
+            good = good.set_column(good.schema.get_field_index("run_id"), "run_id", keep)
+        staged = self._staged_for(table, "replace")
+        staged.upserts.append(good)
+        staged.hasher.update(good)
+        return report
 
     def quarantine(self, table: str, payload: Any, reason: str, source: str) -> None:
         """Send one input that could not become a row of ``table`` to ``rejects``.
@@ -299,12 +336,22 @@ class Run:
                 )
             )
             latest = restored
-        if latest is not None and recorded is not None and latest.schema != schema:
+        if (
+            staged.operation != "replace"
+            and latest is not None
+            and recorded is not None
+            and latest.schema != schema
+        ):
             raise SchemaMismatchError(
                 f"table {table!r} is stored with an older schema; run `astra lake migrate {table}`"
             )
         fresh = latest is None or recorded is None
-        if not fresh and not staged.fragments and not staged.upserts:
+        if (
+            not fresh
+            and not staged.fragments
+            and not staged.upserts
+            and staged.operation != "replace"
+        ):
             assert latest is not None
             empty = ContentHasher()
             return Commit(
@@ -324,7 +371,7 @@ class Run:
                 )
         else:
             data = pa.concat_tables(staged.upserts) if staged.upserts else schema.empty_table()
-            if fresh:
+            if fresh or staged.operation == "replace":
                 dataset = lance.write_dataset(
                     data, uri, schema=schema, mode="overwrite", storage_options=store.options()
                 )

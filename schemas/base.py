@@ -127,6 +127,9 @@ def _enum_values(annotation: Any) -> tuple[str, ...] | None:
     return None
 
 
+_SCHEMA_CACHE: dict[type, pa.Schema] = {}
+
+
 class Struct(BaseModel):
     """A nested value stored as an Arrow struct inside a row."""
 
@@ -142,7 +145,10 @@ class TableModel(BaseModel):
 
     @classmethod
     def arrow_schema(cls) -> pa.Schema:
-        return pa.schema(_arrow_fields(cls))
+        cached = _SCHEMA_CACHE.get(cls)
+        if cached is None:
+            cached = _SCHEMA_CACHE[cls] = pa.schema(_arrow_fields(cls))
+        return cached
 
     @classmethod
     def json_fields(cls) -> frozenset[str]:

@@ -157,3 +157,25 @@ def test_derived_rows_store_nested_messages(lake: Lake, sample_rows) -> None:
     assert row["messages"][1]["tool_calls"][0]["name"] == sample_rows[1][0].name
     frame = lake.query("SELECT n_tool_calls, status FROM trajectories")
     assert frame.to_dicts() == [{"n_tool_calls": 1, "status": "completed"}]
+
+
+def test_old_schema_tables_are_upcast_on_read_and_migrated(lake: Lake, monkeypatch) -> None:
+    from test_schemas import ServerV1, ServerV2
+
+    import schemas
+
+    monkeypatch.setitem(schemas.DATA_TABLES, "tool_servers", ServerV1)
+    old = lake.append("tool_servers", ServerV1.to_arrow([ServerV1(label="bank:Bank")]))
+    monkeypatch.setitem(schemas.DATA_TABLES, "tool_servers", ServerV2)
+    rows = lake.read("tool_servers").to_arrow().to_pylist()
+    assert [(r["name"], r["title"], r["schema_version"]) for r in rows] == [("bank", "Bank", 2)]
+    with pytest.raises(SchemaMismatchError, match="astra lake migrate tool_servers"):
+        lake.append("tool_servers", ServerV2.to_arrow([ServerV2(name="shop", title="Shop")]))
+    migrated = lake.migrate("tool_servers")
+    assert migrated.version == old.version + 1
+    assert lake.read("tool_servers").to_arrow()["run_id"].to_pylist() == [old.run_id]
+    lake.append("tool_servers", ServerV2.to_arrow([ServerV2(name="shop", title="Shop")]))
+    assert lake.read("tool_servers").count_rows() == 2
+    assert lake.read("tool_servers", version=old.version).to_arrow()["title"].to_pylist() == [
+        "Bank"
+    ]

@@ -1,0 +1,85 @@
+"""The ``astra`` command as users meet it: help everywhere, JSON for scripts, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from astra.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def astra(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real entry point in a subprocess (as `astra` would), to see exit codes."""
+    return subprocess.run(
+        [sys.executable, "-m", "astra", *args], cwd=ROOT, capture_output=True, text=True
+    )
+
+
+def all_command_paths() -> list[list[str]]:
+    paths: list[list[str]] = []
+
+    def walk(command, prefix: list[str]) -> None:
+        paths.append(prefix)
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*prefix, name])
+
+    walk(get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("path", all_command_paths(), ids=lambda p: " ".join(p) or "astra")
+def test_every_command_has_help(path: list[str]) -> None:
+    result = runner.invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_ingest_query_snapshot_and_lineage_as_json(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    ran = runner.invoke(app, ["run", "ingest-catalog", "--lake", lake, "--format", "json"])
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.output)["run"]["run_id"]
+
+    tables = json.loads(runner.invoke(app, ["lake", "tables", "--lake", lake, "-f", "json"]).output)
+    assert {t["table"]: t["rows"] for t in tables}["tools"] == 31
+
+    query = ["lake", "query", "SELECT id, name FROM tools WHERE name = 'book_flight'"]
+    rows = json.loads(runner.invoke(app, [*query, "--lake", lake, "-f", "json"]).output)
+    assert [r["name"] for r in rows] == ["book_flight"]
+
+    snap = runner.invoke(app, ["lake", "snapshot", "create", "s1", "--lake", lake, "-f", "json"])
+    assert json.loads(snap.output)["name"] == "s1"
+
+    walked = runner.invoke(app, ["lake", "lineage", rows[0]["id"], "--lake", lake, "-f", "json"])
+    node = json.loads(walked.output)
+    assert node["run_id"] == run_id and node["parents"][0]["table"] == "tool_servers"
+
+    history = json.loads(
+        runner.invoke(app, ["lake", "history", "--lake", lake, "-f", "json"]).output
+    )
+    assert [h["event"] for h in history][-1] == "SnapshotCreated"
+
+
+def test_errors_are_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
+    lake = str(tmp_path / "lake")
+    missing = astra("lake", "show", "tools", "--lake", lake)
+    assert missing.returncode == 2
+    assert "no committed data yet" in missing.stderr and "Traceback" not in missing.stderr
+
+    unknown = astra("run", "ingest-catalgo", "--lake", lake)
+    assert unknown.returncode == 2 and "Did you mean 'ingest-catalog'" in unknown.stderr
+
+    bad_param = astra("run", "ingest-catalog", "-p", "source=/nonexistent.json", "--lake", lake)
+    assert bad_param.returncode == 2 and "does not exist" in bad_param.stderr
+
+    bad_sql = astra("lake", "query", "SELEKT 1", "--lake", lake)
+    assert bad_sql.returncode == 2 and "query failed" in bad_sql.stderr
