@@ -74,8 +74,22 @@ class JobContext:
     inputs: dict[str, TableView]
     seed: int
     progress: ProgressFn = no_progress
+    spark_factory: Callable[[], Any] | None = None
     kept: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    _spark: Any = None
+
+    @property
+    def spark(self) -> Any:
+        """The run's SparkSession (``pyspark.sql.SparkSession``), started on first use."""
+        if self._spark is None:
+            if self.spark_factory is None:
+                raise RuntimeError(
+                    f"{self.job.name} needs Spark but the runner was given no spark_factory; "
+                    "run it through `astra run` or pass jobs.spark.SparkSessionFactory(...)"
+                )
+            self._spark = self.spark_factory()
+        return self._spark
 
     def read(self, table: str) -> TableView:
         if table not in self.inputs:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from jobs.base import Job, JobContext, JobResult, ProgressFn, no_progress, params_dict
 from lake import Lake, TableNotFoundError
 
@@ -13,6 +16,7 @@ def run_job(
     seed: int = 0,
     snapshot: str | None = None,
     progress: ProgressFn = no_progress,
+    spark_factory: Callable[[], Any] | None = None,
 ) -> JobResult:
     """Run ``job`` once. An identical earlier run (same key) makes this a no-op.
 
@@ -35,7 +39,14 @@ def run_job(
     if run.reused:
         return JobResult(job=job.name, run=run.result, kept={}, dropped={})
     inputs = {t: lake.read(t, version=v) for t, v in versions.items()}
-    ctx = JobContext(job=job, run=run, inputs=inputs, seed=seed, progress=progress)
+    ctx = JobContext(
+        job=job,
+        run=run,
+        inputs=inputs,
+        seed=seed,
+        progress=progress,
+        spark_factory=spark_factory,
+    )
     with run:
         job.run(ctx)
         run.metrics.update({"kept": dict(ctx.kept), "dropped": dict(ctx.dropped)})

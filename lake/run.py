@@ -23,7 +23,7 @@ from lance.fragment import FragmentMetadata, write_fragments
 
 from lake.errors import RunStateError, SchemaMismatchError, UnknownTableError
 from lake.hashing import ContentHasher
-from lake.validation import validate
+from lake.validation import prepare_rows
 from schemas import DATA_TABLES, Reject, Row
 from schemas.events import (
     Event,
@@ -82,6 +82,7 @@ class _Staged:
     fragments: list[FragmentMetadata] = field(default_factory=list)
     upserts: list[pa.Table] = field(default_factory=list)
     hasher: ContentHasher = field(default_factory=ContentHasher)
+    hash_after_commit: bool = False
 
 
 def new_run_id() -> str:
@@ -138,7 +139,8 @@ class Run:
             )
         return model
 
-    def _stage_rejects(self, table: str, rejects: list[Reject]) -> None:
+    def stage_rejects(self, table: str, rejects: list[Reject]) -> None:
+        """Stage rows that failed validation (e.g. on Spark executors) for ``rejects``."""
         if not rejects:
             return
         stamped = [r.model_copy(update={"run_id": self.run_id}) for r in rejects]
@@ -166,11 +168,9 @@ class Run:
             self._check_stored_schema(table)
         if not isinstance(data, pa.Table):
             raise TypeError(f"write {table!r}: expected a pyarrow.Table, got {type(data).__name__}")
-        checked = validate(model, data, source)
+        checked = prepare_rows(model, data, source, self.run_id)
         good = checked.good
-        run_ids = pa.array([self.run_id] * good.num_rows, pa.string())
-        good = good.set_column(good.schema.get_field_index("run_id"), "run_id", run_ids)
-        self._stage_rejects(table, checked.rejects)
+        self.stage_rejects(table, checked.rejects)
         report = WriteReport(
             table=table,
             rows=good.num_rows,
@@ -210,14 +210,18 @@ class Run:
                 hashing.result()
         return report
 
-    def append_fragments(
-        self, table: str, fragments: list[FragmentMetadata], rows_hash: ContentHasher
-    ) -> None:
-        """Stage fragments written elsewhere (e.g. by Spark executors, already validated)."""
+    def append_fragments(self, table: str, fragments: list[FragmentMetadata]) -> None:
+        """Stage Lance fragments written elsewhere, such as by Spark executors.
+
+        Their rows must already be validated and stamped with this run's id
+        (``lake.validation.prepare_rows``) and written with the table's Arrow schema. Their
+        content hash is computed from the committed fragments, in the order given.
+        """
         self._check_writable(table)
+        self._check_stored_schema(table)
         staged = self._staged_for(table, "append")
         staged.fragments.extend(fragments)
-        staged.hasher = rows_hash
+        staged.hash_after_commit = True
 
     def replace(self, table: str, data: pa.Table, source: str = "api") -> WriteReport:
         """Stage the whole new content of ``table`` (a new version; history keeps the old).
@@ -241,9 +245,7 @@ class Run:
         """
         self._check_writable(table)
         text = payload if isinstance(payload, str) else json.dumps(payload, default=str)
-        self._stage_rejects(
-            table, [Reject(table=table, source=source, reason=reason, payload=text)]
-        )
+        self.stage_rejects(table, [Reject(table=table, source=source, reason=reason, payload=text)])
 
     def upsert(self, table: str, data: pa.Table, source: str = "api") -> WriteReport:
         """Validate and stage rows that replace rows of the same id (or are added)."""
@@ -386,6 +388,13 @@ class Run:
                     )
                 dataset = store.open(table)
                 assert dataset is not None
+        if staged.hash_after_commit:
+            known = (
+                {f.fragment_id for f in latest.get_fragments()} if not fresh and latest else set()
+            )
+            added = [f for f in dataset.get_fragments() if f.fragment_id not in known]
+            for fragment in added:
+                staged.hasher.update(fragment.to_table())
         commit = Commit(
             table=table,
             version=dataset.version,

@@ -179,3 +179,14 @@ def _first_indices(ids: list[str]) -> list[int]:
     for index, row_id in enumerate(ids):
         seen.setdefault(row_id, index)
     return list(seen.values())
+
+
+def prepare_rows(model: type[Row], data: pa.Table, source: str, run_id: str) -> Validated:
+    """Validate ``data`` and stamp the good rows with ``run_id``: what every writer does before
+    its rows become Lance data files (in this process or on a Spark executor)."""
+    checked = validate(model, data, source)
+    good = checked.good
+    stamp = pa.array([run_id] * good.num_rows, pa.string())
+    good = good.set_column(good.schema.get_field_index("run_id"), "run_id", stamp)
+    rejects = [r.model_copy(update={"run_id": run_id}) for r in checked.rejects]
+    return Validated(good=good, rejects=rejects, duplicates_skipped=checked.duplicates_skipped)

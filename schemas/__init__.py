@@ -8,10 +8,12 @@ from schemas.environments import Environment, EnvTool, ExpectedAnswer
 from schemas.evals import Eval
 from schemas.events import EventRecord
 from schemas.graph import EdgeEvidence, ToolEdge
+from schemas.llm import LLMCall
 from schemas.qa import QATrace, SubQuestion
 from schemas.rejects import Reject
 from schemas.rewards import JudgeStatus, Reward
 from schemas.rollouts import Rollout
+from schemas.sft import FunctionSpec, SFTExample
 from schemas.snapshots import SnapshotRecord
 from schemas.tasks import Task
 from schemas.tools import Tool, ToolServer
@@ -27,6 +29,8 @@ DATA_TABLES: dict[str, type[Row]] = {
         Task,
         Trajectory,
         Reward,
+        SFTExample,
+        LLMCall,
         QATrace,
         EnvTool,
         Environment,
@@ -65,6 +69,8 @@ __all__ = [
     "Eval",
     "EventRecord",
     "ExpectedAnswer",
+    "FunctionSpec",
+    "LLMCall",
     "Json",
     "JudgeStatus",
     "Message",
@@ -73,6 +79,7 @@ __all__ = [
     "Reward",
     "Rollout",
     "Row",
+    "SFTExample",
     "SnapshotRecord",
     "Struct",
     "SubQuestion",

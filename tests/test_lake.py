@@ -179,3 +179,28 @@ def test_old_schema_tables_are_upcast_on_read_and_migrated(lake: Lake, monkeypat
     assert lake.read("tool_servers", version=old.version).to_arrow()["title"].to_pylist() == [
         "Bank"
     ]
+
+
+def test_fragments_written_elsewhere_commit_with_the_same_content_hash(
+    lake: Lake, tmp_path, sample_rows
+) -> None:
+    """The path Spark executors use: validate and stamp rows, write fragments, commit once."""
+    from lance.fragment import write_fragments
+
+    from lake.validation import prepare_rows
+
+    table = tools_table(sample_rows[1][:9])
+    with lake.run("test.fragments", {"n": 9}) as run:
+        fragments = []
+        for start in (0, 4):  # two "partitions"
+            part = prepare_rows(
+                Tool, table.slice(start, 5 if start == 4 else 4), "exec", run.run_id
+            )
+            fragments += write_fragments(
+                part.good, lake.store.table_uri("tools"), schema=part.good.schema
+            )
+        run.append_fragments("tools", fragments)
+    via_fragments = run.result.commit_for("tools")
+    other = Lake(tmp_path / "other").append("tools", table)
+    assert via_fragments.rows_total == 9
+    assert via_fragments.content_hash == other.commit.content_hash

@@ -1,0 +1,1 @@
+"""Trajectory synthesis (ASTRA part 1): the synthesizer interface and its offline implementation."""
