@@ -5,9 +5,10 @@ from __future__ import annotations
 import difflib
 
 from jobs.base import Job
+from jobs.graph import BuildToolGraph
 from jobs.ingest import IngestCatalog
 
-JOBS: dict[str, type[Job]] = {job.name: job for job in (IngestCatalog,)}
+JOBS: dict[str, type[Job]] = {job.name: job for job in (IngestCatalog, BuildToolGraph)}
 
 
 def get_job(name: str) -> type[Job]:
