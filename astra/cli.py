@@ -26,6 +26,7 @@ from astra.output import (
 )
 from lake import Lake, LakeError
 from lake.lineage import LineageNode, lineage
+from sandbox.cli import app as sandbox_app
 from schemas.events import (
     Event,
     RowsRejected,
@@ -58,6 +59,7 @@ jobs_app = typer.Typer(
 app.add_typer(lake_app, name="lake")
 lake_app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(sandbox_app, name="sandbox")
 
 LakeOption = Annotated[
     str,

@@ -52,4 +52,18 @@ step "8. Replay the first ingest run from its event alone; output hashes must ma
 RUN_ID=$($ASTRA lake query "SELECT run_id FROM runs WHERE job = 'ingest-catalog' ORDER BY started_at LIMIT 1" --format csv | tail -n 1)
 $ASTRA lake replay "$RUN_ID" --scratch "$DEMO_OUT/replay-lake"
 
+step "9. Run LLM-written tool code in the deterministic Wasmtime sandbox"
+$ASTRA sandbox run docs/examples/booking_tool.py --call 'get_weather(city="Paris")'
+echo "-- the same call again gives the same result digest:"
+$ASTRA sandbox run docs/examples/booking_tool.py --call 'get_weather(city="Paris")' --format json \
+  | grep result_digest
+echo "-- hostile code gets a clear error and the host is untouched:"
+$ASTRA sandbox run docs/examples/hostile_tool.py --call 'read_secrets(path="/etc/passwd")' || true
+echo '{"bookings": {}, "next_id": 1}' > "$DEMO_OUT/booking_state.json"
+echo "-- a stateful session (bookings persist), replayed from its call log:"
+$ASTRA sandbox session docs/examples/booking_tool.py --state "$DEMO_OUT/booking_state.json" \
+  --call 'book_flight(flight_id="AF1234", passenger="Ada")' \
+  --call 'book_flight(flight_id="AF1234", passenger="Alan")' \
+  --call 'book_flight(flight_id="XX999", passenger="Bob")'
+
 step "Done. The lake is in $LAKE; try: $ASTRA lake --help"

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lake.hashing import content_hash
+from lake.hashing import ContentHasher, content_hash
 from schemas import TableModel
 from schemas.base import Row
 
@@ -63,7 +63,13 @@ class TableView:
         return pl.scan_pyarrow_dataset(self.dataset)
 
     def content_hash(self) -> str:
-        return content_hash(self.to_arrow())
+        """The content hash of every row in stored order, streamed batch by batch."""
+        if self._needs_upcast():
+            return content_hash(self.to_arrow())
+        hasher = ContentHasher()
+        for batch in self.dataset.to_batches(batch_size=65_536):
+            hasher.update(pa.Table.from_batches([batch]))
+        return hasher.hexdigest()
 
     def row(self, row_id: str) -> dict | None:
         """One row by id, or None."""
