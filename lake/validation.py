@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import ValidationError
@@ -152,7 +154,7 @@ def validate(model: type[Row], data: pa.Table, source: str) -> Validated:
     rejects: list[Reject] = []
     if cast is None:
         cast, rejects = _validate_rowwise(model, data, source)
-    bad_any = pa.array([False] * cast.num_rows, pa.bool_())
+    bad_any = pa.array(np.zeros(cast.num_rows, dtype=bool))
     for reason, mask in _row_problems(model, cast):
         mask = pc.fill_null(mask, False)
         if not pc.any(mask).as_py():
@@ -163,7 +165,8 @@ def validate(model: type[Row], data: pa.Table, source: str) -> Validated:
         bad_any = pc.or_(bad_any, mask)
     good = cast.filter(pc.invert(bad_any)) if pc.any(bad_any).as_py() else cast
     duplicates = 0
-    if good.num_rows and pc.count_distinct(good["id"]).as_py() != good.num_rows:
+    # polars' n_unique is several times faster than Arrow's count_distinct on string ids.
+    if good.num_rows and pl.from_arrow(good["id"]).n_unique() != good.num_rows:
         # The same content-addressed row twice in one write is one row.
         first = pc.is_in(
             pa.array(range(good.num_rows)),
