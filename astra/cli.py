@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,6 +61,8 @@ app.add_typer(lake_app, name="lake")
 lake_app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(sandbox_app, name="sandbox")
+pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_args_is_help=True)
+app.add_typer(pipeline_app, name="pipeline")
 
 LakeOption = Annotated[
     str,
@@ -75,6 +78,13 @@ FormatOption = Annotated[
     typer.Option(
         "--format", "-f", help="Output format: table for people, json or csv for scripts."
     ),
+]
+MasterOption = Annotated[
+    str | None,
+    typer.Option("--master", help="Spark master (default local[*]; a cluster: spark://HOST:7077)."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (see docs/astra.example.toml).")
 ]
 SnapshotOption = Annotated[
     str | None,
@@ -351,6 +361,8 @@ def run_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for everything random in the job.")] = 0,
     snapshot: SnapshotOption = None,
+    master: MasterOption = None,
+    config: ConfigOption = None,
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
@@ -425,15 +437,81 @@ def jobs_show(
     print_rows(rows, fmt, title=f"{job_cls.name}: {job_cls.description}")
 
 
+# -- astra pipeline ----------------------------------------------------------------------------
+
+
+def _config(path: Path | None, master: str | None, overrides: list[str] | None = None) -> Any:
+    from jobs.config import load_config
+
+    values: dict[str, str] = {}
+    for pair in overrides or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise CliError(f"--set {pair!r} must look like section.key=value")
+        values[key.strip()] = value.strip()
+    if master:
+        values["spark.master"] = master
+    return load_config(path, values)
+
+
+@pipeline_app.command("trajectories")
+def pipeline_trajectories(
+    source: Annotated[
+        str, typer.Option(help="Tool catalog to start from: a file, a folder or builtin:sample.")
+    ] = "builtin:sample",
+    config: ConfigOption = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set synthesis.max_turns=8."),
+    ] = None,
+    master: MasterOption = None,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Snapshot the lake under this name at the end.")
+    ] = None,
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Tool catalog -> tool graph -> chains -> tasks -> trajectories -> rewards -> SFT set.
+
+    Each stage is a job on Spark; rerunning with the same inputs and config is a no-op.
+    """
+    from astra.pipeline import run_trajectory_pipeline
+
+    settings = _config(config, master, overrides)
+    target = open_lake(lake)
+    with console.status("starting") as status:
+        outcomes = run_trajectory_pipeline(
+            target, settings, source, on_stage=lambda name: status.update(f"running {name}")
+        )
+    if snapshot:
+        target.create_snapshot(snapshot, description=f"astra pipeline trajectories from {source}")
+    rows = [
+        {
+            "stage": o.stage,
+            "run_id": o.result.run.run_id,
+            "reused": o.result.reused,
+            "written": ", ".join(f"{c.table}: {c.rows_written}" for c in o.result.run.commits),
+            "dropped": ", ".join(f"{k}: {v}" for k, v in sorted(o.result.dropped.items())),
+        }
+        for o in outcomes
+    ]
+    print_rows(rows, fmt, title=f"trajectory pipeline ({settings.llm.backend} backend)")
+
+
 def main() -> None:
     """Entry point: runs the app and turns known errors into one clear line and exit code 2."""
+    # pyspark 4.3 warns about pandas 3 although we use only its Arrow paths; Spark's Python
+    # worker daemon forks after lance is imported, but each worker opens its own datasets.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    warnings.filterwarnings("ignore", message="lance is not fork-safe")
+    from jobs.config import ConfigError
     from jobs.ingest import CatalogError
     from jobs.params import ParamsError
     from jobs.replay import ReplayError
 
     try:
         app()
-    except (CliError, LakeError, ParamsError, CatalogError, ReplayError) as exc:
+    except (CliError, LakeError, ParamsError, CatalogError, ReplayError, ConfigError) as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except KeyError as exc:

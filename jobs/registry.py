@@ -7,8 +7,11 @@ import difflib
 from jobs.base import Job
 from jobs.graph import BuildToolGraph
 from jobs.ingest import IngestCatalog
+from jobs.trajectories import TRAJECTORY_STAGES
 
-JOBS: dict[str, type[Job]] = {job.name: job for job in (IngestCatalog, BuildToolGraph)}
+JOBS: dict[str, type[Job]] = {
+    job.name: job for job in (IngestCatalog, BuildToolGraph, *TRAJECTORY_STAGES)
+}
 
 
 def get_job(name: str) -> type[Job]:

@@ -388,8 +388,14 @@ def test_injected_failures_at_rate_one(synth, travel) -> None:
     assert rewards["chain_coverage"].score == 0.0
     grounded = rewards["final_answer_grounded"]
     assert grounded.status == JudgeStatus.MISSING and grounded.score is None
-    half = run_agent(task, tools, synth, OfflineSimulator(), seed=0, failure_rate=0.3)
-    assert half.n_tool_calls >= 5 and half.messages != trajectory.messages
+    # At a 30% rate, about 30% of all calls over many seeds fail (per-seed counts vary).
+    runs = [
+        run_agent(task, tools, synth, OfflineSimulator(), seed=s, failure_rate=0.3)
+        for s in range(30)
+    ]
+    results = [m for t in runs for m in t.messages if m.role == "tool"]
+    failed = sum(1 for m in results if "error" in json.loads(m.content))
+    assert 0.15 <= failed / len(results) <= 0.45
 
 
 def test_turn_limit(synth, travel) -> None:

@@ -528,12 +528,7 @@ def test_cli_reports_errors_without_tracebacks(cache_dir: Path, tmp_path: Path) 
 
 
 def test_session_state_wins_over_a_default_state_the_code_assigns(sb: Sandbox) -> None:
-    code = (
-        "STATE = {'n': 0}\n"
-        "def bump():\n"
-        "    STATE['n'] += 1\n"
-        "    return STATE['n']\n"
-    )
+    code = "STATE = {'n': 0}\ndef bump():\n    STATE['n'] += 1\n    return STATE['n']\n"
     session = Session(sb, Environment(code=code, initial_state={"n": 10}))
     assert [session.call("bump()").value for _ in range(3)] == [11, 12, 13]
     assert session.state == {"n": 13}

@@ -1,0 +1,114 @@
+"""``astra pipeline``: the synthesis stages run in order, each an idempotent job."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.base import Job, JobResult
+from jobs.config import AstraConfig
+from jobs.graph import BuildToolGraph, GraphParams
+from jobs.ingest import IngestCatalog, IngestParams
+from jobs.runner import run_job
+from jobs.spark import SparkConfig, SparkSessionFactory
+from jobs.trajectories import (
+    BackendParams,
+    ChainParams,
+    GenerateTasks,
+    GenerateTrajectories,
+    SampleChains,
+    ScoreTrajectories,
+    SelectSFT,
+    SFTParams,
+    SparkStage,
+    TaskParams,
+    TrajectoryParams,
+)
+from lake import Lake
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: str
+    result: JobResult
+
+
+def spark_factory(config: AstraConfig) -> SparkSessionFactory:
+    return SparkSessionFactory(
+        SparkConfig(
+            master=config.spark.master,
+            app_name=config.spark.app_name,
+            shuffle_partitions=config.spark.shuffle_partitions,
+        )
+    )
+
+
+def api_key(config: AstraConfig) -> str | None:
+    """The LLM server key, read from the environment variable the config names (CLI only)."""
+    name = config.llm.api_key_env
+    return os.environ.get(name) if name else None
+
+
+def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
+    """The stages of ``astra pipeline trajectories`` with params from the config."""
+    synthesis, llm = config.synthesis, config.llm
+    backend: dict[str, Any] = {"backend": llm.backend, "model": llm.model, "base_url": llm.base_url}
+    key = api_key(config)
+    stages: list[SparkStage] = [
+        SampleChains(
+            ChainParams(
+                chains_per_server=synthesis.chains_per_server,
+                min_length=synthesis.min_chain_length,
+                max_length=synthesis.max_chain_length,
+                acyclic=synthesis.acyclic,
+            )
+        ),
+        GenerateTasks(
+            TaskParams(
+                **backend,
+                queries_per_chain=synthesis.queries_per_chain,
+                augmentations=tuple(synthesis.augmentations),
+                min_score=synthesis.task_min_score,
+            )
+        ),
+        GenerateTrajectories(
+            TrajectoryParams(
+                **backend,
+                max_turns=synthesis.max_turns,
+                failure_rate=synthesis.failure_rate,
+            )
+        ),
+        ScoreTrajectories(BackendParams(**backend)),
+        SelectSFT(
+            SFTParams(threshold=synthesis.reward_threshold, eval_fraction=synthesis.eval_fraction)
+        ),
+    ]
+    return [
+        IngestCatalog(IngestParams(source=source)),
+        BuildToolGraph(GraphParams()),
+        *(stage.with_api_key(key) for stage in stages),
+    ]
+
+
+def run_trajectory_pipeline(
+    lake: Lake,
+    config: AstraConfig,
+    source: str,
+    on_stage: Any = None,
+    factory: SparkSessionFactory | None = None,
+) -> list[StageOutcome]:
+    """Run every stage in order; a given ``factory`` is reused and left running."""
+    owned = factory is None
+    session = factory or spark_factory(config)
+    outcomes = []
+    try:
+        for job in trajectory_jobs(config, source):
+            if on_stage is not None:
+                on_stage(job.name)
+            result = run_job(lake, job, seed=config.seed, spark_factory=session)
+            outcomes.append(StageOutcome(job.name, result))
+    finally:
+        if owned:
+            session.stop()
+    return outcomes

@@ -1,0 +1,432 @@
+"""ASTRA part 1 as Spark jobs: chains -> tasks -> trajectories -> rewards -> SFT examples.
+
+Each stage is one job joined to the others by table names and row ids; the per-server work is
+done by the functions in ``jobs.synth`` through a :class:`Synthesizer` (the offline one by
+default; an LLM behind an OpenAI-compatible server or vLLM when configured).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from jobs.base import Job, JobContext
+from jobs.spark import log_progress, read_table, write_table
+from jobs.stages import ServerGroup, StageResult, pack, per_server
+from jobs.synth.agent import LLMSimulator, OfflineSimulator, run_agent
+from jobs.synth.chains import sample_chains
+from jobs.synth.interface import AugmentKind, Synthesizer
+from jobs.synth.offline import OfflineSynthesizer
+from jobs.synth.rewards import REGISTRY, score_trajectory
+from jobs.synth.sft import select_sft
+from jobs.synth.tasks import passes_rubric, stable_seed
+from schemas import (
+    Chain,
+    LLMCall,
+    Reward,
+    Row,
+    SFTExample,
+    Task,
+    Tool,
+    ToolEdge,
+    ToolServer,
+    Trajectory,
+)
+
+Backend = Literal["offline", "openai", "vllm"]
+
+
+@dataclass(frozen=True)
+class BackendParams:
+    """Which synthesizer runs: recorded in the run key, so another model is another run."""
+
+    backend: Backend = field(
+        default="offline",
+        metadata={"help": "offline (deterministic, no model), openai (a server), or vllm"},
+    )
+    model: str | None = field(default=None, metadata={"help": "model name for openai/vllm"})
+    base_url: str | None = field(
+        default=None, metadata={"help": "OpenAI-compatible server URL, e.g. http://host:8000/v1"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.backend != "offline" and not self.model:
+            raise ValueError(f"backend {self.backend!r} needs model=NAME")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("backend 'openai' needs base_url=http://HOST:PORT/v1")
+
+
+def make_synthesizer(
+    params: BackendParams,
+    group: ServerGroup,
+    servers: list[ToolServer],
+    api_key: str | None,
+) -> Synthesizer:
+    """The stage's synthesizer for one server group (built on the executor)."""
+    if params.backend == "offline":
+        return OfflineSynthesizer(servers, group.of("tools"), group.of("edges"))
+    from jobs.config import LLMConfig
+    from jobs.llm import CallLog, llm_synthesizer
+
+    log = CallLog()
+    synthesizer = llm_synthesizer(
+        LLMConfig(backend=params.backend, model=params.model, base_url=params.base_url),
+        log,
+        api_key=api_key,
+    )
+    group.calls = log.rows  # type: ignore[assignment]
+    return synthesizer
+
+
+class SparkStage(Job):
+    """A stage whose work runs per server on Spark; subclasses build the inputs and the fn."""
+
+    api_key: str | None = None
+
+    def with_api_key(self, api_key: str | None) -> SparkStage:
+        """The key for an LLM server; given here so it never enters params or the log."""
+        self.api_key = api_key
+        return self
+
+    def frame(self, ctx: JobContext, table: str) -> DataFrame:
+        return read_table(ctx.spark, ctx.read(table), ctx.run.lake.store.options())
+
+    def servers(self, ctx: JobContext) -> list[ToolServer]:
+        rows = ctx.read("tool_servers").to_arrow().to_pylist()
+        return [ToolServer.from_record(r) for r in rows]
+
+    def context(self, ctx: JobContext) -> dict[str, tuple[DataFrame, type[Row]]]:
+        return {
+            "tools": (pack(self.frame(ctx, "tools"), "tools"), Tool),
+            "edges": (pack(self.frame(ctx, "tool_edges"), "edges"), ToolEdge),
+        }
+
+    def finish(self, ctx: JobContext, table: str, result: StageResult) -> None:
+        summary = write_table(result.frame, ctx.run, table, source=self.name, progress=log_progress)
+        ctx.kept[table] += summary.rows
+        for reason, count in summary.reject_reasons.items():
+            ctx.dropped[reason] += count
+        for reason, count in result.dropped.value.items():
+            ctx.dropped[reason] += count
+        calls = [LLMCall.model_validate(c) for c in result.calls.value]
+        if calls:
+            ctx.append("llm_calls", LLMCall.to_arrow(calls))
+
+
+# -- chains ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChainParams:
+    chains_per_server: int = field(default=8, metadata={"help": "distinct chains per server"})
+    min_length: int = field(default=2, metadata={"help": "fewest tools in a chain"})
+    max_length: int = field(default=5, metadata={"help": "most tools in a chain"})
+    acyclic: bool = field(default=True, metadata={"help": "no tool twice in one chain"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_length <= self.max_length:
+            raise ValueError("need 1 <= min_length <= max_length")
+        if self.chains_per_server < 1:
+            raise ValueError("chains_per_server must be at least 1")
+
+
+class SampleChains(SparkStage):
+    name: ClassVar[str] = "sample-chains"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = "tool graph -> chains: seeded weighted walks, satisfiable only"
+    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges")
+    outputs: ClassVar[tuple[str, ...]] = ("chains",)
+    Params: ClassVar[type] = ChainParams
+
+    def run(self, ctx: JobContext) -> None:
+        params: ChainParams = self.params
+        servers = {s.id: s for s in self.servers(ctx)}
+        seed = ctx.seed
+
+        def chains_of(group: ServerGroup) -> list[Row]:
+            server = servers.get(group.server_id)
+            if server is None or not group.of("tools"):
+                return []
+            sample = sample_chains(
+                server,
+                group.of("tools"),
+                group.of("edges"),
+                n=params.chains_per_server,
+                min_len=params.min_length,
+                max_len=params.max_length,
+                acyclic=params.acyclic,
+                seed=stable_seed(seed, server.id),
+            )
+            group.dropped.update({f"chain_{k}": v for k, v in sample.stats.dropped.items()})
+            return list(sample.chains)
+
+        self.finish(ctx, "chains", per_server(ctx.spark, self.context(ctx), chains_of, Chain))
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskParams(BackendParams):
+    queries_per_chain: int = field(default=2, metadata={"help": "queries generated per chain"})
+    augmentations: tuple[AugmentKind, ...] = field(
+        default=("diverse", "complicate", "persona"),
+        metadata={"help": "augmentations per query, comma-separated: diverse,complicate,persona"},
+    )
+    min_score: float = field(
+        default=4.0, metadata={"help": "keep tasks scoring at least this (1-5) on every criterion"}
+    )
+
+
+class GenerateTasks(SparkStage):
+    name: ClassVar[str] = "generate-tasks"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = "chains -> tasks: queries, augmentations, 1-5 rubric, threshold"
+    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges", "chains")
+    outputs: ClassVar[tuple[str, ...]] = ("tasks", "llm_calls")
+    Params: ClassVar[type] = TaskParams
+
+    def run(self, ctx: JobContext) -> None:
+        params: TaskParams = self.params
+        servers = self.servers(ctx)
+        by_id = {s.id: s for s in servers}
+        seed, api_key = ctx.seed, self.api_key
+        criteria = ("query_quality", "scenario_realism", "tool_use_necessity")
+        thresholds = dict.fromkeys(criteria, params.min_score)
+
+        def tasks_of(group: ServerGroup) -> list[Row]:
+            server = by_id.get(group.server_id)
+            if server is None:
+                return []
+            synth = make_synthesizer(params, group, servers, api_key)
+            tools = group.of("tools")
+            out: list[Row] = []
+            for chain in group.of("chains"):
+                chain_seed = stable_seed(seed, chain.id)
+                queries = synth.generate_queries(
+                    server, chain, tools, params.queries_per_chain, chain_seed
+                )
+                if not queries:
+                    group.dropped["task_no_query"] += 1
+                for index, query in enumerate(queries):
+                    base = Task(
+                        server_id=server.id,
+                        chain_id=chain.id,
+                        query=query,
+                        language=server.language,
+                        parent_ids=[chain.id],
+                    )
+                    variants = [base]
+                    for kind in params.augmentations:
+                        augmented = synth.augment(base, kind, stable_seed(chain_seed, index, kind))
+                        if augmented is None:
+                            group.dropped[f"augment_failed_{kind}"] += 1
+                        else:
+                            variants.append(augmented)
+                    for task in variants:
+                        scores = synth.score_task(task, chain, tools, chain_seed)
+                        scored = task.model_copy(update={"scores": scores})
+                        if passes_rubric(scores, thresholds):
+                            out.append(scored)
+                        else:
+                            group.dropped["task_below_rubric_threshold"] += 1
+            return out
+
+        context = self.context(ctx)
+        context["chains"] = (pack(self.frame(ctx, "chains"), "chains"), Chain)
+        self.finish(ctx, "tasks", per_server(ctx.spark, context, tasks_of, Task))
+
+
+# -- trajectories ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrajectoryParams(BackendParams):
+    max_turns: int = field(default=20, metadata={"help": "most model calls per trajectory"})
+    failure_rate: float = field(
+        default=0.2, metadata={"help": "share of tool calls that fail on purpose (ASTRA: 0.2)"}
+    )
+    simulator: Literal["offline", "llm"] = field(
+        default="offline",
+        metadata={"help": "tools without code: offline (schema-conformant) or llm simulator"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError("failure_rate must lie in [0, 1]")
+        if self.simulator == "llm" and self.backend == "offline":
+            raise ValueError("simulator=llm needs an LLM backend (backend=openai or vllm)")
+
+
+class GenerateTrajectories(SparkStage):
+    name: ClassVar[str] = "generate-trajectories"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = "tasks -> trajectories: multi-turn agent loop, tools executed"
+    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges", "tasks")
+    outputs: ClassVar[tuple[str, ...]] = ("trajectories", "llm_calls")
+    Params: ClassVar[type] = TrajectoryParams
+
+    def run(self, ctx: JobContext) -> None:
+        params: TrajectoryParams = self.params
+        servers = self.servers(ctx)
+        seed, api_key = ctx.seed, self.api_key
+
+        def trajectories_of(group: ServerGroup) -> list[Row]:
+            synth = make_synthesizer(params, group, servers, api_key)
+            executor: Any = LLMSimulator(synth) if params.simulator == "llm" else OfflineSimulator()
+            out: list[Row] = []
+            for task in group.of("tasks"):
+                trajectory = run_agent(
+                    task,
+                    group.of("tools"),
+                    synth,
+                    executor,
+                    max_turns=params.max_turns,
+                    failure_rate=params.failure_rate,
+                    seed=stable_seed(seed, task.id),
+                )
+                if trajectory.status != "completed":
+                    group.dropped[f"trajectory_{trajectory.status}"] += 1
+                out.append(trajectory)
+            return out
+
+        context = self.context(ctx)
+        context["tasks"] = (pack(self.frame(ctx, "tasks"), "tasks"), Task)
+        result = per_server(ctx.spark, context, trajectories_of, Trajectory)
+        self.finish(ctx, "trajectories", result)
+
+
+def _with_server(trajectories: DataFrame, tasks: DataFrame) -> DataFrame:
+    """Trajectories with their task's server id, as ``_server``."""
+    servers = tasks.select(F.col("id").alias("_task"), F.col("server_id").alias("_server"))
+    joined = trajectories.join(servers, trajectories["task_id"] == servers["_task"], "inner")
+    return joined.drop("_task")
+
+
+# -- rewards ---------------------------------------------------------------------------------
+
+
+class ScoreTrajectories(SparkStage):
+    name: ClassVar[str] = "score-trajectories"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = "trajectories -> rewards: rule checks, plus judges with an LLM"
+    inputs: ClassVar[tuple[str, ...]] = (
+        "tool_servers",
+        "tools",
+        "tool_edges",
+        "chains",
+        "tasks",
+        "trajectories",
+    )
+    outputs: ClassVar[tuple[str, ...]] = ("rewards", "llm_calls")
+    Params: ClassVar[type] = BackendParams
+
+    def run(self, ctx: JobContext) -> None:
+        params: BackendParams = self.params
+        servers = self.servers(ctx)
+        seed, api_key = ctx.seed, self.api_key
+
+        def rewards_of(group: ServerGroup) -> list[Row]:
+            synth = make_synthesizer(params, group, servers, api_key)
+            chains = {c.id: c for c in group.of("chains")}
+            chain_of_task = {t.id: t.chain_id for t in group.of("tasks")}
+            out: list[Row] = []
+            for trajectory in group.of("trajectories"):
+                chain = chains.get(chain_of_task.get(trajectory.task_id) or "")
+                rules = score_trajectory(trajectory, group.of("tools"), chain)
+                judged = synth.judge_trajectory(
+                    trajectory, group.of("tools"), stable_seed(seed, trajectory.id)
+                )
+                out.extend(rules)
+                out.extend(judged)
+            return out
+
+        tasks = self.frame(ctx, "tasks")
+        trajectories = _with_server(self.frame(ctx, "trajectories"), tasks)
+        context = self.context(ctx)
+        context["chains"] = (pack(self.frame(ctx, "chains"), "chains"), Chain)
+        context["tasks"] = (pack(tasks, "tasks"), Task)
+        context["trajectories"] = (pack(trajectories, "trajectories", "_server"), Trajectory)
+        self.finish(ctx, "rewards", per_server(ctx.spark, context, rewards_of, Reward))
+
+
+# -- SFT ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SFTParams:
+    threshold: float = field(
+        default=0.9, metadata={"help": "keep trajectories whose mean rule reward is at least this"}
+    )
+    eval_fraction: float = field(default=0.1, metadata={"help": "share held out for eval"})
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold <= 1.0 or not 0.0 <= self.eval_fraction <= 1.0:
+            raise ValueError("threshold and eval_fraction must lie in [0, 1]")
+
+
+class SelectSFT(SparkStage):
+    name: ClassVar[str] = "select-sft"
+    version: ClassVar[str] = "1"
+    description: ClassVar[str] = "trajectories + rewards -> sft_examples above the threshold"
+    inputs: ClassVar[tuple[str, ...]] = (
+        "tool_servers",
+        "tools",
+        "tool_edges",
+        "tasks",
+        "trajectories",
+        "rewards",
+    )
+    outputs: ClassVar[tuple[str, ...]] = ("sft_examples",)
+    Params: ClassVar[type] = SFTParams
+
+    def run(self, ctx: JobContext) -> None:
+        params: SFTParams = self.params
+        domains = {s.id: s.domain for s in self.servers(ctx)}
+        seed = ctx.seed
+        # Rule rewards only: model-judged dimensions are missing offline and must not count.
+        weights = dict.fromkeys(REGISTRY, 1.0)
+
+        def examples_of(group: ServerGroup) -> list[Row]:
+            examples = select_sft(
+                group.of("trajectories"),
+                group.of("rewards"),
+                group.of("tools"),
+                threshold=params.threshold,
+                eval_fraction=params.eval_fraction,
+                seed=seed,
+                weights=weights,
+            )
+            kept = {e.trajectory_id for e in examples}
+            group.dropped["sft_below_threshold"] += len(group.of("trajectories")) - len(kept)
+            domain = domains.get(group.server_id, "general")
+            return [e.model_copy(update={"domain": domain}) for e in examples]
+
+        tasks = self.frame(ctx, "tasks")
+        trajectories = _with_server(self.frame(ctx, "trajectories"), tasks)
+        rewards = self.frame(ctx, "rewards")
+        traj_servers = trajectories.select(
+            F.col("id").alias("_traj"), F.col("_server").alias("_server")
+        )
+        rewards = rewards.join(traj_servers, rewards["target_id"] == traj_servers["_traj"])
+        rewards = rewards.drop("_traj")
+        context = {
+            "tools": (pack(self.frame(ctx, "tools"), "tools"), Tool),
+            "trajectories": (pack(trajectories, "trajectories", "_server"), Trajectory),
+            "rewards": (pack(rewards, "rewards", "_server"), Reward),
+        }
+        result = per_server(ctx.spark, context, examples_of, SFTExample)
+        self.finish(ctx, "sft_examples", result)
+
+
+TRAJECTORY_STAGES: tuple[type[SparkStage], ...] = (
+    SampleChains,
+    GenerateTasks,
+    GenerateTrajectories,
+    ScoreTrajectories,
+    SelectSFT,
+)

@@ -1,0 +1,103 @@
+"""The trajectory pipeline end to end on the shipped catalog, on Spark (local[2])."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from astra.pipeline import StageOutcome, run_trajectory_pipeline
+from jobs.config import AstraConfig, load_config
+from jobs.spark import SparkConfig, SparkSessionFactory
+from lake import Lake
+from lake.lineage import lineage
+from schemas import Reward
+
+SMALL = {
+    "spark.master": "local[2]",
+    "spark.shuffle_partitions": "2",
+    "synthesis.chains_per_server": "3",
+    "synthesis.queries_per_chain": "1",
+    "synthesis.augmentations": "diverse",
+    "synthesis.failure_rate": "0.0",
+}
+
+
+@pytest.fixture(scope="module")
+def factory() -> Iterator[SparkSessionFactory]:
+    spark = SparkSessionFactory(
+        SparkConfig(master="local[2]", python=sys.executable, shuffle_partitions=2)
+    )
+    yield spark
+    spark.stop()
+
+
+@pytest.fixture(scope="module")
+def config() -> AstraConfig:
+    return load_config(None, SMALL)
+
+
+@pytest.fixture(scope="module")
+def first(
+    tmp_path_factory: pytest.TempPathFactory, config: AstraConfig, factory: SparkSessionFactory
+) -> tuple[Lake, list[StageOutcome]]:
+    lake = Lake(tmp_path_factory.mktemp("pipeline") / "lake")
+    return lake, run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
+
+
+def test_every_stage_writes_rows(first: tuple[Lake, list[StageOutcome]]) -> None:
+    lake, outcomes = first
+    stages = [o.stage for o in outcomes]
+    assert stages == [
+        "ingest-catalog",
+        "build-tool-graph",
+        "sample-chains",
+        "generate-tasks",
+        "generate-trajectories",
+        "score-trajectories",
+        "select-sft",
+    ]
+    counts = {info.table: info.rows for info in lake.tables()}
+    for table in ("tool_edges", "chains", "tasks", "trajectories", "rewards", "sft_examples"):
+        assert counts[table] > 0, table
+    assert counts["chains"] <= 5 * 3
+    # One original plus one 'diverse' augmentation per chain query, all passing the rubric.
+    assert counts["tasks"] == counts["trajectories"]
+
+
+def test_gold_oracle_trajectories_score_one_on_every_rule(
+    first: tuple[Lake, list[StageOutcome]],
+) -> None:
+    """With no injected failures the oracle follows each chain: every rule reward is 1.0."""
+    lake, _ = first
+    rewards = [Reward.from_record(r) for r in lake.read("rewards").to_arrow().to_pylist()]
+    rule = [r for r in rewards if r.judge_model == "rule"]
+    assert rule and all(r.status == "ok" and r.score == 1.0 for r in rule)
+    judged = [r for r in rewards if r.judge_model != "rule"]
+    assert judged and all(r.status == "missing" and r.score is None for r in judged)
+    assert lake.read("sft_examples").count_rows() == lake.read("trajectories").count_rows()
+
+
+def test_sft_example_lineage_reaches_its_tools(first: tuple[Lake, list[StageOutcome]]) -> None:
+    lake, _ = first
+    example_id = lake.read("sft_examples").to_arrow(columns=["id"])["id"][0].as_py()
+    tables = {node.table for node in lineage(lake, example_id).walk() if node.found}
+    assert {"sft_examples", "trajectories", "tasks", "chains", "tools", "tool_servers"} <= tables
+
+
+def test_rerun_is_a_noop_and_a_fresh_lake_gives_the_same_hashes(
+    first: tuple[Lake, list[StageOutcome]],
+    config: AstraConfig,
+    factory: SparkSessionFactory,
+    tmp_path: Path,
+) -> None:
+    lake, outcomes = first
+    again = run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
+    assert all(o.result.reused for o in again)
+    fresh = run_trajectory_pipeline(Lake(tmp_path / "b"), config, "builtin:sample", factory=factory)
+    for one, two in zip(outcomes, fresh, strict=True):
+        hashes_one = {c.table: c.content_hash for c in one.result.run.commits}
+        hashes_two = {c.table: c.content_hash for c in two.result.run.commits}
+        assert hashes_one == hashes_two, one.stage
