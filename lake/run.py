@@ -1,7 +1,9 @@
 """A run: the unit of writing. Outputs are staged, then committed together through the log.
 
-Appends are written straight to Lance data files (invisible until committed); upserts are held
-until commit. ``commit`` takes the lake's commit lock, rolls back versions a dead run left
+Appends are written straight to Lance data files (invisible until committed); upserts and
+replacements are spilled to a staging dataset under ``_astra/staging/`` and streamed into the
+table at commit, so a run's memory does not grow with its output.
+``commit`` takes the lake's commit lock, rolls back versions a dead run left
 behind, commits each output table once, and then appends the run's ``TableCommitted`` events
 and ``RunFinished`` in one log commit: that log commit is the moment the outputs appear.
 """
@@ -10,10 +12,12 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
 import traceback
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import lance
@@ -23,6 +27,7 @@ from lance.fragment import FragmentMetadata, write_fragments
 
 from lake.errors import RunStateError, SchemaMismatchError, UnknownTableError
 from lake.hashing import ContentHasher
+from lake.storage import is_local
 from lake.validation import prepare_rows
 from schemas import DATA_TABLES, Reject, Row
 from schemas.events import (
@@ -80,7 +85,7 @@ Operation = Literal["append", "upsert", "replace"]
 class _Staged:
     operation: Operation
     fragments: list[FragmentMetadata] = field(default_factory=list)
-    upserts: list[pa.Table] = field(default_factory=list)
+    staging_uri: str | None = None
     hasher: ContentHasher = field(default_factory=ContentHasher)
     hash_after_commit: bool = False
 
@@ -234,9 +239,39 @@ class Run:
             keep = pa.compute.coalesce(original, good["run_id"])
             good = good.set_column(good.schema.get_field_index("run_id"), "run_id", keep)
         staged = self._staged_for(table, "replace")
-        staged.upserts.append(good)
-        staged.hasher.update(good)
+        self._spill(table, staged, good)
         return report
+
+    def _spill(self, table: str, staged: _Staged, good: pa.Table) -> None:
+        """Add validated rows to the run's staging dataset for ``table`` (on disk, not RAM)."""
+        if not good.num_rows:
+            return
+        store = self.lake.store
+        mode = "append" if staged.staging_uri else "create"
+        staged.staging_uri = f"{store.root}/_astra/staging/{self.run_id}/{table}.lance"
+        lance.write_dataset(
+            good, staged.staging_uri, schema=good.schema, mode=mode, storage_options=store.options()
+        )
+        staged.hasher.update(good)
+
+    def _staged_rows(self, staged: _Staged, schema: pa.Schema) -> pa.RecordBatchReader:
+        if staged.staging_uri is None:
+            return pa.RecordBatchReader.from_batches(schema, iter(()))
+        dataset = lance.dataset(staged.staging_uri, storage_options=self.lake.store.options())
+        return pa.RecordBatchReader.from_batches(schema, dataset.to_batches())
+
+    def _drop_staging(self) -> None:
+        store = self.lake.store
+        if is_local(store.root):
+            shutil.rmtree(Path(store.root) / "_astra" / "staging" / self.run_id, ignore_errors=True)
+            return
+        for staged in self._staged.values():
+            if staged.staging_uri is not None:
+                lance.LanceDataset.drop(
+                    staged.staging_uri,
+                    storage_options=self.lake.store.options(),
+                    ignore_not_found=True,
+                )
 
     def quarantine(self, table: str, payload: Any, reason: str, source: str) -> None:
         """Send one input that could not become a row of ``table`` to ``rejects``.
@@ -251,9 +286,7 @@ class Run:
         """Validate and stage rows that replace rows of the same id (or are added)."""
         good, report = self._prepare(table, data, source)
         staged = self._staged_for(table, "upsert")
-        if good.num_rows:
-            staged.upserts.append(good)
-            staged.hasher.update(good)
+        self._spill(table, staged, good)
         return report
 
     # -- commit ---------------------------------------------------------------------------
@@ -305,6 +338,7 @@ class Run:
             outputs = tuple(TableVersion(c.table, c.version) for c in commits)
             events.append(RunFinished(run_id=self.run_id, metrics=self.metrics, outputs=outputs))
             self.lake.log.append(events)
+        self._drop_staging()
         self._result = RunResult(
             run_id=self.run_id,
             job=self.job,
@@ -351,7 +385,7 @@ class Run:
         if (
             not fresh
             and not staged.fragments
-            and not staged.upserts
+            and staged.staging_uri is None
             and staged.operation != "replace"
         ):
             assert latest is not None
@@ -372,19 +406,19 @@ class Run:
                     storage_options=store.options(),
                 )
         else:
-            data = pa.concat_tables(staged.upserts) if staged.upserts else schema.empty_table()
+            rows = self._staged_rows(staged, schema)
             if fresh or staged.operation == "replace":
                 dataset = lance.write_dataset(
-                    data, uri, schema=schema, mode="overwrite", storage_options=store.options()
+                    rows, uri, schema=schema, mode="overwrite", storage_options=store.options()
                 )
             else:
                 assert latest is not None
-                if data.num_rows:
+                if staged.staging_uri is not None:
                     (
                         latest.merge_insert("id")
                         .when_matched_update_all()
                         .when_not_matched_insert_all()
-                        .execute(data)
+                        .execute(rows)
                     )
                 dataset = store.open(table)
                 assert dataset is not None
@@ -406,6 +440,7 @@ class Run:
 
     def fail(self, exc: BaseException) -> None:
         """Record the failure; staged data files stay unreferenced and are never read."""
+        self._drop_staging()
         with self.lake.commit_lock():
             self.lake.log.append(
                 [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import lance
 import pyarrow as pa
@@ -204,3 +205,21 @@ def test_fragments_written_elsewhere_commit_with_the_same_content_hash(
     other = Lake(tmp_path / "other").append("tools", table)
     assert via_fragments.rows_total == 9
     assert via_fragments.content_hash == other.commit.content_hash
+
+
+def test_upserts_spill_to_staging_that_is_removed_after_commit_or_failure(
+    lake: Lake, sample_rows
+) -> None:
+    tools = sample_rows[1]
+    with lake.run("test.spill", {"n": 1}) as run:
+        run.upsert("tools", tools_table(tools[:10]))
+        run.upsert("tools", tools_table(tools[10:]))
+        staging = Path(lake.uri) / "_astra" / "staging" / run.run_id
+        assert staging.exists()
+    assert lake.read("tools").count_rows() == len(tools)
+    assert not staging.exists()
+    with pytest.raises(RuntimeError), lake.run("test.spill", {"n": 2}) as failing:
+        failing.upsert("tools", tools_table(tools[:3]))
+        raise RuntimeError("the job crashed")
+    assert not (Path(lake.uri) / "_astra" / "staging" / failing.run_id).exists()
+    assert lake.read("tools").count_rows() == len(tools)
