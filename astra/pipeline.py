@@ -58,6 +58,7 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
     stages: list[SparkStage] = [
         SampleChains(
             ChainParams(
+                **backend,
                 chains_per_server=synthesis.chains_per_server,
                 min_length=synthesis.min_chain_length,
                 max_length=synthesis.max_chain_length,

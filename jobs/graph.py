@@ -402,7 +402,10 @@ class BuildToolGraph(Job):
             edges_by_server(self.params.min_score),
             spark_schema(ToolEdge.arrow_schema()),
         )
-        summary = write_table(edges, ctx.run, "tool_edges", source=self.name, progress=log_progress)
+        # The graph is derived from the whole tools table: each run replaces it.
+        summary = write_table(
+            edges, ctx.run, "tool_edges", source=self.name, progress=log_progress, replace=True
+        )
         ctx.kept["tool_edges"] += summary.rows
         for reason, count in summary.reject_reasons.items():
             ctx.dropped[reason] += count

@@ -424,6 +424,7 @@ def write_table(
     *,
     partitions: int | None = None,
     progress: ProgressCallback | None = None,
+    replace: bool = False,
 ) -> WriteSummary:
     """Validate and write ``df``'s rows as Lance fragments on the executors; stage them on ``run``.
 
@@ -472,7 +473,7 @@ def write_table(
             FragmentMetadata.from_json(json.dumps(f)) for f in json.loads(result["fragments"])
         )
         rejects.extend(Reject.model_validate(r) for r in json.loads(result["rejects"]))
-    run.append_fragments(table, fragments)
+    run.append_fragments(table, fragments, replace=replace)
     run.stage_rejects(table, rejects)
     reasons: dict[str, int] = {}
     for reject in rejects:

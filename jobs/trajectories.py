@@ -105,7 +105,11 @@ class SparkStage(Job):
         }
 
     def finish(self, ctx: JobContext, table: str, result: StageResult) -> None:
-        summary = write_table(result.frame, ctx.run, table, source=self.name, progress=log_progress)
+        # A stage derives its whole output table from its whole inputs: it replaces the table
+        # (earlier versions stay in history and in snapshots).
+        summary = write_table(
+            result.frame, ctx.run, table, source=self.name, progress=log_progress, replace=True
+        )
         ctx.kept[table] += summary.rows
         for reason, count in summary.reject_reasons.items():
             ctx.dropped[reason] += count
@@ -120,13 +124,14 @@ class SparkStage(Job):
 
 
 @dataclass(frozen=True)
-class ChainParams:
+class ChainParams(BackendParams):
     chains_per_server: int = field(default=8, metadata={"help": "distinct chains per server"})
     min_length: int = field(default=2, metadata={"help": "fewest tools in a chain"})
     max_length: int = field(default=5, metadata={"help": "most tools in a chain"})
     acyclic: bool = field(default=True, metadata={"help": "no tool twice in one chain"})
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= self.min_length <= self.max_length:
             raise ValueError("need 1 <= min_length <= max_length")
         if self.chains_per_server < 1:
@@ -136,15 +141,19 @@ class ChainParams:
 class SampleChains(SparkStage):
     name: ClassVar[str] = "sample-chains"
     version: ClassVar[str] = "1"
-    description: ClassVar[str] = "tool graph -> chains: seeded weighted walks, satisfiable only"
+    description: ClassVar[str] = (
+        "tool graph -> chains: seeded weighted walks, satisfiable only; with an LLM backend, "
+        "the vote and back-translation verdicts are recorded on every chain"
+    )
     inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges")
-    outputs: ClassVar[tuple[str, ...]] = ("chains",)
+    outputs: ClassVar[tuple[str, ...]] = ("chains", "llm_calls")
     Params: ClassVar[type] = ChainParams
 
     def run(self, ctx: JobContext) -> None:
         params: ChainParams = self.params
-        servers = {s.id: s for s in self.servers(ctx)}
-        seed = ctx.seed
+        all_servers = self.servers(ctx)
+        servers = {s.id: s for s in all_servers}
+        seed, api_key = ctx.seed, self.api_key
 
         def chains_of(group: ServerGroup) -> list[Row]:
             server = servers.get(group.server_id)
@@ -161,7 +170,15 @@ class SampleChains(SparkStage):
                 seed=stable_seed(seed, server.id),
             )
             group.dropped.update({f"chain_{k}": v for k, v in sample.stats.dropped.items()})
-            return list(sample.chains)
+            if params.backend == "offline":
+                return list(sample.chains)
+            # Every verdict is kept on the chain; generate-tasks uses only fully passed chains.
+            synth = make_synthesizer(params, group, all_servers, api_key)
+            verified: list[Row] = []
+            for chain in sample.chains:
+                verdicts = synth.verify_chain(chain, group.of("tools"), stable_seed(seed, chain.id))
+                verified.append(chain.model_copy(update={"verdicts": [*chain.verdicts, *verdicts]}))
+            return verified
 
         self.finish(ctx, "chains", per_server(ctx.spark, self.context(ctx), chains_of, Chain))
 
@@ -205,6 +222,10 @@ class GenerateTasks(SparkStage):
             tools = group.of("tools")
             out: list[Row] = []
             for chain in group.of("chains"):
+                if not all(v.passed is True for v in chain.verdicts):
+                    # A verdict that failed or could not be made is not a pass.
+                    group.dropped["chain_not_verified"] += 1
+                    continue
                 chain_seed = stable_seed(seed, chain.id)
                 queries = synth.generate_queries(
                     server, chain, tools, params.queries_per_chain, chain_seed

@@ -215,16 +215,21 @@ class Run:
                 hashing.result()
         return report
 
-    def append_fragments(self, table: str, fragments: list[FragmentMetadata]) -> None:
+    def append_fragments(
+        self, table: str, fragments: list[FragmentMetadata], *, replace: bool = False
+    ) -> None:
         """Stage Lance fragments written elsewhere, such as by Spark executors.
 
         Their rows must already be validated and stamped with this run's id
         (``lake.validation.prepare_rows``) and written with the table's Arrow schema. Their
-        content hash is computed from the committed fragments, in the order given.
+        content hash is computed from the committed fragments, in the order given. With
+        ``replace`` they become the table's whole content (a stage that derives the complete
+        table from its inputs); otherwise they are added to it.
         """
         self._check_writable(table)
-        self._check_stored_schema(table)
-        staged = self._staged_for(table, "append")
+        if not replace:
+            self._check_stored_schema(table)
+        staged = self._staged_for(table, "replace" if replace else "append")
         staged.fragments.extend(fragments)
         staged.hash_after_commit = True
 
@@ -393,9 +398,18 @@ class Run:
             return Commit(
                 table, latest.version, 0, latest.count_rows(), empty.hexdigest()
             ), repaired
-        if staged.operation == "append":
+        operation: Any
+        if staged.operation == "replace" and staged.staging_uri is None:
+            operation = lance.LanceOperation.Overwrite(schema, staged.fragments)
+            dataset = lance.LanceDataset.commit(
+                uri,
+                operation,
+                read_version=None if latest is None else latest.version,
+                storage_options=store.options(),
+            )
+        elif staged.operation == "append":
             if fresh:
-                operation: Any = lance.LanceOperation.Overwrite(schema, staged.fragments)
+                operation = lance.LanceOperation.Overwrite(schema, staged.fragments)
                 dataset = lance.LanceDataset.commit(uri, operation, storage_options=store.options())
             else:
                 assert latest is not None
@@ -423,8 +437,9 @@ class Run:
                 dataset = store.open(table)
                 assert dataset is not None
         if staged.hash_after_commit:
+            keeps_old = not fresh and latest is not None and staged.operation == "append"
             known = (
-                {f.fragment_id for f in latest.get_fragments()} if not fresh and latest else set()
+                {f.fragment_id for f in latest.get_fragments()} if keeps_old and latest else set()
             )
             added = [f for f in dataset.get_fragments() if f.fragment_id not in known]
             for fragment in added:

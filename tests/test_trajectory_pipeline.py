@@ -101,3 +101,26 @@ def test_rerun_is_a_noop_and_a_fresh_lake_gives_the_same_hashes(
         hashes_one = {c.table: c.content_hash for c in one.result.run.commits}
         hashes_two = {c.table: c.content_hash for c in two.result.run.commits}
         assert hashes_one == hashes_two, one.stage
+
+
+def test_chains_without_a_passing_verdict_get_no_tasks(
+    first: tuple[Lake, list[StageOutcome]], factory: SparkSessionFactory
+) -> None:
+    """A verdict that failed or could not be made (an LLM judge that errored) is not a pass."""
+    from jobs.runner import run_job
+    from jobs.trajectories import GenerateTasks, TaskParams
+    from schemas import Chain, Verdict
+
+    lake, _ = first
+    chains = [Chain.from_record(r) for r in lake.read("chains").to_arrow().to_pylist()]
+    unsure = chains[0].model_copy(
+        update={"verdicts": [*chains[0].verdicts, Verdict(verifier="llm_vote", passed=None)]}
+    )
+    lake.upsert("chains", Chain.to_arrow([unsure]))
+    params = TaskParams(queries_per_chain=1, augmentations=())
+    result = run_job(lake, GenerateTasks(params), spark_factory=factory)
+    assert result.dropped.get("chain_not_verified") == 1
+    tasks = lake.read("tasks")
+    assert tasks.version == result.run.commit_for("tasks").version
+    assert tasks.count_rows(filter=f"chain_id = '{unsure.id}'") == 0
+    assert tasks.count_rows() == result.kept["tasks"]
