@@ -340,16 +340,44 @@ def edge_between(source: Tool, target: Tool, min_score: float) -> Edge | None:
 def server_edges(tools: list[Tool], min_score: float) -> list[Edge]:
     """Every edge among the tools of one server, ordered by (source name, target name).
 
+    The same edges as calling :func:`edge_between` on every ordered pair, found through an
+    index: a field can only match a parameter with the same name tokens (or the field's
+    tokens qualified by its holder), so each output field looks up its candidate parameters
+    instead of being compared with every parameter of every tool. Cost grows with the
+    number of fields and parameters, not with the square of the tool count.
+
     >>> server_edges([], 0.5)
     []
     """
     ordered = sorted(tools, key=lambda t: (t.name, t.id))
+    wanted_by: dict[tuple[str, ...], list[tuple[int, InputParam]]] = {}
+    for index, target in enumerate(ordered):
+        for param in required_params(target.parameters):
+            tokens = name_tokens(param.name)
+            if tokens:
+                wanted_by.setdefault(tokens, []).append((index, param))
+    found: dict[tuple[int, int], list[FieldMatch]] = {}
+    for source_index, source in enumerate(ordered):
+        for out in flatten_output(source.output_schema):
+            keys = {name_tokens(out.name)}
+            if out.holder is not None:
+                keys.add(tuple(out.holder.split("_")) + name_tokens(out.name))
+            for key in keys:
+                for target_index, param in wanted_by.get(key, ()):
+                    if ordered[target_index].id == source.id:
+                        continue
+                    hit = match(out, param)
+                    if hit is not None and hit.score >= min_score:
+                        found.setdefault((source_index, target_index), []).append(hit)
     edges = []
-    for source in ordered:
-        for target in ordered:
-            edge = edge_between(source, target, min_score)
-            if edge is not None:
-                edges.append(edge)
+    for source_index, target_index in sorted(found):
+        matches = sorted(
+            set(found[(source_index, target_index)]),
+            key=lambda m: (m.target_param, -m.score, m.source_field),
+        )
+        edges.append(
+            Edge(source=ordered[source_index], target=ordered[target_index], matches=tuple(matches))
+        )
     return edges
 
 

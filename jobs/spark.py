@@ -311,9 +311,14 @@ def _read_fragments(
             if dataset is None:
                 dataset = lance.dataset(uri, version=version, storage_options=storage_options)
             fragment = dataset.get_fragment(fragment_ids[index])
-            for stored in fragment.to_batches():
+            # Bounded batches: one Arrow message per fragment can exceed the JVM's direct memory
+            # (a 116k-tool fragment was 800 MB).
+            for stored in fragment.to_batches(batch_size=READ_BATCH_ROWS):
                 if stored.num_rows:
                     yield _upcast(model, stored, schema)
+
+
+READ_BATCH_ROWS = 2048
 
 
 def read_table(

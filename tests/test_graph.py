@@ -226,3 +226,21 @@ def test_graph_job_on_spark_end_to_end(tmp_path: Path, spark_factory: SparkSessi
     assert replayed.run.run_id != result.run.run_id
     assert replayed_commit.content_hash == commit.content_hash
     assert fresh.read("tool_edges").content_hash() == lake.read("tool_edges").content_hash()
+
+
+def test_indexed_matching_finds_exactly_the_pairwise_edges(
+    sample_catalog: dict, planted: dict[str, Tool]
+) -> None:
+    """server_edges uses a name-token index; it must equal checking every ordered pair."""
+    from jobs.graph import edge_between, server_edges
+
+    groups = [*_sample_tools(sample_catalog).values(), list(planted.values())]
+    for group in groups:
+        tools = sorted(group, key=lambda t: (t.name, t.id))
+        pairwise = [
+            edge
+            for source in tools
+            for target in tools
+            if (edge := edge_between(source, target, 0.5)) is not None
+        ]
+        assert server_edges(tools, 0.5) == pairwise
