@@ -126,10 +126,9 @@ def summarize(event: Event) -> str:
 @lake_app.command("tables")
 def lake_tables(lake: LakeOption = DEFAULT_LAKE, fmt: FormatOption = OutputFormat.TABLE) -> None:
     """List every table with its current committed version and row count."""
-    rows = [
-        {"table": t.table, "version": t.version, "rows": t.rows} for t in open_lake(lake).tables()
-    ]
-    print_rows(rows, fmt, title=f"tables in {open_lake(lake).uri}")
+    opened = open_lake(lake)
+    rows = [{"table": t.table, "version": t.version, "rows": t.rows} for t in opened.tables()]
+    print_rows(rows, fmt, title=f"tables in {opened.uri}")
 
 
 @lake_app.command("show")
@@ -367,18 +366,34 @@ def run_command(
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Run one job. An identical earlier run (same inputs, params, seed, code) is a no-op."""
+    # Imported here: they pull in pyspark, which `astra --help` and `astra lake ...` never need.
+    from astra.pipeline import api_key, spark_factory
     from jobs.params import parse_params
     from jobs.registry import get_job
     from jobs.runner import run_job
+    from jobs.trajectories import SparkStage
 
     try:
         job_cls = get_job(job)
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from None
     params = parse_params(job_cls.Params, list(param or []))
-    result = run_job(
-        open_lake(lake), job_cls(params), seed=seed, snapshot=snapshot, progress=rich_progress
-    )
+    settings = _config(config, master)
+    instance = job_cls(params)
+    if isinstance(instance, SparkStage):
+        instance.with_api_key(api_key(settings))
+    factory = spark_factory(settings)  # starts Spark only if the job asks for it
+    try:
+        result = run_job(
+            open_lake(lake),
+            instance,
+            seed=seed,
+            snapshot=snapshot,
+            progress=rich_progress,
+            spark_factory=factory,
+        )
+    finally:
+        factory.stop()
     if fmt is OutputFormat.JSON:
         print_json(result)
         return

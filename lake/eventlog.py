@@ -8,7 +8,7 @@ else, such as current table versions, finished runs and snapshots, is a fold ove
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import lance
 import pyarrow as pa
@@ -75,19 +75,19 @@ class LakeState:
             self._set_version(event.table, event.version, event.rows_total)
             run = self.runs.get(event.run_id or "")
             if run is not None:
-                self.runs[run.run_id] = _replace(run, commits=(*run.commits, event))
+                self.runs[run.run_id] = replace(run, commits=(*run.commits, event))
         elif isinstance(event, UncommittedVersionsDiscarded):
             self.committed_versions.setdefault(event.table, set()).add(event.version)
             self.versions[event.table] = event.version
         elif isinstance(event, RunFinished):
             run = self.runs.get(event.run_id or "")
             if run is not None:
-                self.runs[run.run_id] = _replace(run, finished=event)
+                self.runs[run.run_id] = replace(run, finished=event)
                 self.finished_by_key[run.started.run_key] = run.run_id
         elif isinstance(event, RunFailed):
             run = self.runs.get(event.run_id or "")
             if run is not None:
-                self.runs[run.run_id] = _replace(run, failed=event)
+                self.runs[run.run_id] = replace(run, failed=event)
         elif isinstance(event, SnapshotCreated):
             self.snapshots[event.name] = event
 
@@ -96,11 +96,6 @@ class LakeState:
         self.rows[table] = rows
         self.committed_versions.setdefault(table, set()).add(version)
 
-
-def _replace(run: RunRecord, **changes: object) -> RunRecord:
-    from dataclasses import replace
-
-    return replace(run, **changes)
 
 
 class EventLog:

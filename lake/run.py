@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lance
 import pyarrow as pa
-import pyarrow.compute
+import pyarrow.compute as pc
 from lance.fragment import FragmentMetadata, write_fragments
 
 from lake.errors import RunStateError, SchemaMismatchError, UnknownTableError
@@ -241,7 +241,7 @@ class Run:
         good, report = self._prepare(table, data, source, check_schema=False)
         if "run_id" in data.column_names and good.num_rows == data.num_rows:
             original = data["run_id"].cast(pa.string())
-            keep = pa.compute.coalesce(original, good["run_id"])
+            keep = pc.coalesce(original, good["run_id"])
             good = good.set_column(good.schema.get_field_index("run_id"), "run_id", keep)
         staged = self._staged_for(table, "replace")
         self._spill(table, staged, good)

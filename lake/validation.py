@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from lake.errors import SchemaMismatchError
 from schemas import Reject, Row
-from schemas.base import ID_HEX_CHARS, canonical_json
+from schemas.base import ID_HEX_CHARS
 
 
 @dataclass(frozen=True)
@@ -117,16 +117,9 @@ def _is_json_object(value: Any) -> bool:
 
 
 def _reject(model: type[Row], source: str, reason: str, record: dict[str, Any]) -> Reject:
-    return Reject(
-        table=model.TABLE,
-        source=source,
-        reason=reason,
-        payload=canonical_json({k: v for k, v in record.items()}) if record else "{}",
-    )
-
-
-def _payload_safe(record: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(record, default=str))
+    """A reject keeping the raw row as JSON (values JSON cannot hold are written as text)."""
+    payload = json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
+    return Reject(table=model.TABLE, source=source, reason=reason, payload=payload)
 
 
 def _validate_rowwise(
@@ -141,7 +134,7 @@ def _validate_rowwise(
             first = exc.errors()[0] if isinstance(exc, ValidationError) else {"msg": str(exc)}
             where = ".".join(str(p) for p in first.get("loc", ())) or "row"
             reason = f"invalid_type: {where}: {first['msg']}"
-            rejects.append(_reject(model, source, reason, _payload_safe(record)))
+            rejects.append(_reject(model, source, reason, record))
             continue
         good.append(row.to_record())
     return pa.Table.from_pylist(good, schema=model.arrow_schema()), rejects
@@ -161,19 +154,17 @@ def validate(model: type[Row], data: pa.Table, source: str) -> Validated:
             continue
         newly_bad = pc.and_(mask, pc.invert(bad_any))
         for record in cast.filter(newly_bad).to_pylist():
-            rejects.append(_reject(model, source, reason, _payload_safe(record)))
+            rejects.append(_reject(model, source, reason, record))
         bad_any = pc.or_(bad_any, mask)
     good = cast.filter(pc.invert(bad_any)) if pc.any(bad_any).as_py() else cast
     duplicates = 0
     # polars' n_unique is several times faster than Arrow's count_distinct on string ids.
     if good.num_rows and pl.from_arrow(good["id"]).n_unique() != good.num_rows:
         # The same content-addressed row twice in one write is one row.
-        first = pc.is_in(
-            pa.array(range(good.num_rows)),
-            pc.unique(pa.array(_first_indices(good["id"].to_pylist()))),
-        )
-        duplicates = good.num_rows - pc.sum(first).as_py()
-        good = good.filter(first)
+        first = np.zeros(good.num_rows, dtype=bool)
+        first[_first_indices(good["id"].to_pylist())] = True
+        duplicates = good.num_rows - int(first.sum())
+        good = good.filter(pa.array(first))
     return Validated(good=good, rejects=rejects, duplicates_skipped=duplicates)
 
 

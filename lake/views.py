@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import lance
 import polars as pl
@@ -33,7 +34,9 @@ class TableView:
     def count_rows(self, filter: str | None = None) -> int:
         return self.dataset.count_rows(filter=filter)
 
+    @cached_property
     def _needs_upcast(self) -> bool:
+        """Whether stored rows predate the model (checked once per view: it scans a column)."""
         if not issubclass(self.model, Row):
             return False
         stored = self.dataset.schema
@@ -45,7 +48,7 @@ class TableView:
         return oldest.as_py() < self.model.SCHEMA_VERSION
 
     def to_arrow(self, columns: list[str] | None = None, filter: str | None = None) -> pa.Table:
-        if self._needs_upcast():
+        if self._needs_upcast:
             return self._upcast(self.dataset.to_table(filter=filter), columns)
         return self.dataset.to_table(columns=columns, filter=filter)
 
@@ -58,13 +61,13 @@ class TableView:
 
     def to_polars(self) -> pl.LazyFrame:
         """A lazy polars frame over this version (Lance scans are pushed down where possible)."""
-        if self._needs_upcast():
+        if self._needs_upcast:
             return pl.from_arrow(self.to_arrow()).lazy()  # type: ignore[union-attr]
         return pl.scan_pyarrow_dataset(self.dataset)
 
     def content_hash(self) -> str:
         """The content hash of every row in stored order, streamed batch by batch."""
-        if self._needs_upcast():
+        if self._needs_upcast:
             return content_hash(self.to_arrow())
         hasher = ContentHasher()
         for batch in self.dataset.to_batches(batch_size=65_536):

@@ -83,3 +83,13 @@ def test_errors_are_one_clear_line_and_exit_code_2(tmp_path: Path) -> None:
 
     bad_sql = astra("lake", "query", "SELEKT 1", "--lake", lake)
     assert bad_sql.returncode == 2 and "query failed" in bad_sql.stderr
+
+
+def test_astra_run_gives_spark_jobs_a_session(tmp_path: Path) -> None:
+    """`astra run` must hand Spark jobs a session factory, with --master honoured."""
+    lake = str(tmp_path / "lake")
+    assert astra("run", "ingest-catalog", "--lake", lake).returncode == 0
+    graph = astra("run", "build-tool-graph", "--master", "local[1]", "--lake", lake, "-f", "json")
+    assert graph.returncode == 0, graph.stderr
+    commits = json.loads(graph.stdout)["run"]["commits"]
+    assert commits[0]["table"] == "tool_edges" and commits[0]["rows_written"] > 0
