@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -168,6 +169,10 @@ class SparkSessionFactory:
                 f"a SparkSession on {active.sparkContext.master!r} is already running in this "
                 f"process; stop it before starting one on {self.config.master!r}"
             )
+        # PySpark picks the Python of local workers from this variable when the context starts,
+        # not from spark.pyspark.python (which only spark-submit reads): without it, workers
+        # run the system python3, which cannot import lance.
+        os.environ["PYSPARK_PYTHON"] = self.config.python
         builder = SparkSession.builder.master(self.config.master).appName(self.config.app_name)
         for key, value in self.config.conf().items():
             builder = builder.config(key, value)

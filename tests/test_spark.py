@@ -296,3 +296,36 @@ def test_graph_job_on_a_standalone_cluster_matches_local_mode(
     finally:
         cluster.stop()
     assert cluster_hash == local_hash
+
+
+WORKER_PYTHON = """
+import sys
+from jobs.spark import SparkConfig, SparkSessionFactory
+
+factory = SparkSessionFactory(SparkConfig(master="local[1]", python=sys.executable))
+try:
+    def where(rows):
+        import lance  # only the venv has it
+        import sys as worker_sys
+        for _ in rows:
+            yield (worker_sys.executable, lance.__name__)
+    print(factory().sparkContext.parallelize([0], 1).mapPartitions(where).collect()[0][0])
+finally:
+    factory.stop()
+"""
+
+
+def test_workers_run_the_configured_python_without_pyspark_env_vars() -> None:
+    """A user running ``astra`` outside ``make`` has no PYSPARK_PYTHON set; the workers must
+    still run the configured interpreter (the system python3 cannot import lance)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYSPARK_")}
+    done = subprocess.run(
+        [sys.executable, "-c", WORKER_PYTHON],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == sys.executable
