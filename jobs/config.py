@@ -157,6 +157,17 @@ class SparkSettings:
 class SynthesisConfig:
     """Sizes, bounds and thresholds of trajectory synthesis (ASTRA part 1)."""
 
+    edge_min_score: float = field(
+        default=0.6,
+        metadata=_help("a schema match (output field -> required parameter) must score >= this"),
+    )
+    max_degree: int = field(
+        default=16,
+        metadata=_help(
+            "keep a graph edge only if among the N strongest out of its source or into its "
+            "target (0: keep all)"
+        ),
+    )
     chains_per_server: int = field(
         default=50, metadata=_help("chains sampled per tool server (the walk budget's target)")
     )
@@ -178,6 +189,14 @@ class SynthesisConfig:
     failure_rate: float = field(
         default=0.2, metadata=_help("share of tool calls answered with an injected failure")
     )
+    tool_simulator: Literal["auto", "offline", "llm"] = field(
+        default="auto",
+        metadata=_help(
+            "who answers calls of tools without code: llm (ASTRA's simulator, needs an LLM "
+            "backend), offline (schema-conformant, deterministic), or auto (llm when an LLM "
+            "backend is configured)"
+        ),
+    )
     simulator_history: int = field(
         default=4, metadata=_help("recent calls the LLM tool simulator sees")
     )
@@ -193,6 +212,14 @@ class SynthesisConfig:
         for name in (*positive, "max_turns"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"synthesis.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.edge_min_score <= 1.0:
+            raise ConfigError(
+                f"synthesis.edge_min_score must lie in [0, 1], got {self.edge_min_score}"
+            )
+        if self.max_degree < 0:
+            raise ConfigError(
+                f"synthesis.max_degree must be 0 (no cap) or more, got {self.max_degree}"
+            )
         if self.min_chain_length < 2:
             raise ConfigError(
                 "synthesis.min_chain_length must be >= 2 (a chain links at least two tools), "
@@ -245,6 +272,18 @@ class AstraConfig:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.synthesis.tool_simulator == "llm" and self.llm.backend == "offline":
+            raise ConfigError(
+                "synthesis.tool_simulator 'llm' needs an LLM backend; set llm.backend to "
+                "'openai' or 'vllm', or set synthesis.tool_simulator to 'offline' or 'auto'"
+            )
+
+    @property
+    def tool_simulator(self) -> Literal["offline", "llm"]:
+        """The simulator ``auto`` resolves to under this config's backend."""
+        if self.synthesis.tool_simulator != "auto":
+            return self.synthesis.tool_simulator
+        return "offline" if self.llm.backend == "offline" else "llm"
 
 
 SECTIONS: dict[str, type] = {"llm": LLMConfig, "spark": SparkSettings, "synthesis": SynthesisConfig}

@@ -19,15 +19,25 @@ every kept (field -> parameter) match. No self-edges. The matching is plain func
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from jobs.base import Job, JobContext
-from jobs.spark import log_progress, read_table, spark_schema, write_table
-from schemas import Tool, ToolEdge
+from jobs.base import JobContext
+from jobs.spark import spark_schema
+from jobs.stages import (
+    BackendParams,
+    CounterParam,
+    ListParam,
+    SparkStage,
+    StageResult,
+    llm_for,
+)
+from jobs.synth.tasks import stable_seed
+from schemas import Tool, ToolEdge, ToolServer
 from schemas.graph import EdgeEvidence
 
 NAME_WEIGHT = 0.5
@@ -381,24 +391,45 @@ def server_edges(tools: list[Tool], min_score: float) -> list[Edge]:
     return edges
 
 
-def edges_for_group(tools: pa.Table, min_score: float) -> pa.Table:
-    """Spark's per-server step: ``tools`` rows of one server in, ``tool_edges`` rows out."""
-    rows = [Tool.from_record(r) for r in tools.to_pylist()]
-    edges = [e.to_row() for e in server_edges(rows, min_score)]
-    return ToolEdge.to_arrow(edges)
+def strongest_edges(edges: Sequence[ToolEdge], max_degree: int) -> list[ToolEdge]:
+    """The edges among the ``max_degree`` strongest out of their source or into their target.
 
+    Generic names (``id``, ``name``) link a tool of a large API to hundreds of others; a walk
+    gains nothing from its 300th successor, and chain sampling pays for every edge. Keeping
+    an edge when either end ranks it in its top ``max_degree`` bounds the graph at
+    ``2 * max_degree`` edges per tool while every tool keeps its best producers and its best
+    consumers. Ties break by the other end's id, so the result is deterministic; ``0`` keeps
+    every edge.
 
-def edges_by_server(min_score: float) -> Callable[[pa.Table], pa.Table]:
-    """The function ``applyInArrow`` runs per server (typed, so Spark infers its form)."""
-
-    def edges(tools: pa.Table) -> pa.Table:
-        return edges_for_group(tools, min_score)
-
-    return edges
+    >>> def e(a, b, w):
+    ...     return ToolEdge(
+    ...         server_id="s", source_tool_id=a, target_tool_id=b, weight=w, evidence=[]
+    ...     )
+    >>> edges = [e("a", "b", 0.9), e("a", "c", 0.8), e("y", "c", 0.85)]
+    >>> [(x.source_tool_id, x.target_tool_id) for x in strongest_edges(edges, 1)]
+    [('a', 'b'), ('y', 'c')]
+    >>> len(strongest_edges(edges, 2)), len(strongest_edges(edges, 0))
+    (3, 3)
+    """
+    if max_degree <= 0:
+        return list(edges)
+    outgoing: dict[str, list[ToolEdge]] = {}
+    incoming: dict[str, list[ToolEdge]] = {}
+    for edge in edges:
+        outgoing.setdefault(edge.source_tool_id, []).append(edge)
+        incoming.setdefault(edge.target_tool_id, []).append(edge)
+    kept: set[tuple[str, str]] = set()
+    for group in outgoing.values():
+        group.sort(key=lambda x: (-x.weight, x.target_tool_id))
+        kept.update((x.source_tool_id, x.target_tool_id) for x in group[:max_degree])
+    for group in incoming.values():
+        group.sort(key=lambda x: (-x.weight, x.source_tool_id))
+        kept.update((x.source_tool_id, x.target_tool_id) for x in group[:max_degree])
+    return [x for x in edges if (x.source_tool_id, x.target_tool_id) in kept]
 
 
 @dataclass(frozen=True)
-class GraphParams:
+class GraphParams(BackendParams):
     min_score: float = field(
         default=0.6,
         metadata={
@@ -406,34 +437,115 @@ class GraphParams:
             "an exact name and type match with no shared description words scores 0.75"
         },
     )
+    max_degree: int = field(
+        default=16,
+        metadata={
+            "help": "keep an edge only if it is among the N strongest out of its source or "
+            "into its target (0 keeps every edge)"
+        },
+    )
+    llm_max_tools: int = field(
+        default=60,
+        metadata={
+            "help": "with an LLM backend, judge the edges of servers with at most this many "
+            "tools (the chain-proposal prompt lists every tool); larger servers keep the "
+            "schema-matched graph and are counted as skipped"
+        },
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 <= self.min_score <= 1.0:
             raise ValueError(f"min_score must lie in [0, 1], got {self.min_score}")
+        if self.max_degree < 0:
+            raise ValueError(f"max_degree must be 0 (no cap) or more, got {self.max_degree}")
+        if self.llm_max_tools < 2:
+            raise ValueError(f"llm_max_tools must be at least 2, got {self.llm_max_tools}")
 
 
-class BuildToolGraph(Job):
+@dataclass
+class ServerGraph:
+    """One server's edges and what building them cost (skips, LLM calls)."""
+
+    edges: list[ToolEdge]
+    skipped: Counter[str] = field(default_factory=Counter)
+    calls: list[Any] = field(default_factory=list)
+
+
+def server_graph(
+    tools: list[Tool],
+    server: ToolServer | None,
+    params: GraphParams,
+    seed: int,
+    api_key: str | None = None,
+) -> ServerGraph:
+    """Schema-matched edges, judged by the LLM when one is configured, capped in degree."""
+    edges = [e.to_row() for e in server_edges(tools, params.min_score)]
+    graph = ServerGraph(edges)
+    if params.backend != "offline":
+        if server is None:
+            graph.skipped["llm_judge_skipped_unknown_server"] += 1
+        elif len(tools) > params.llm_max_tools:
+            graph.skipped["llm_judge_skipped_large_server"] += 1
+        else:
+            synthesizer, log = llm_for(params, api_key)
+            ordered = sorted(tools, key=lambda t: (t.name, t.id))
+            graph.edges = synthesizer.judge_edges(
+                server, ordered, edges, stable_seed(seed, server.id)
+            )
+            graph.calls = [call.model_dump(mode="json") for call in log.rows]
+    graph.edges = strongest_edges(graph.edges, params.max_degree)
+    return graph
+
+
+def edges_by_server(
+    params: GraphParams,
+    servers: dict[str, ToolServer],
+    seed: int,
+    api_key: str | None,
+    skipped: Any,
+    calls: Any,
+) -> Callable[[pa.Table], pa.Table]:
+    """The function ``applyInArrow`` runs per server (typed, so Spark infers its form)."""
+
+    def edges(tools: pa.Table) -> pa.Table:
+        rows = [Tool.from_record(r) for r in tools.to_pylist()]
+        server = servers.get(rows[0].server_id) if rows else None
+        graph = server_graph(rows, server, params, seed, api_key)
+        if graph.skipped:
+            skipped.add(dict(graph.skipped))
+        if graph.calls:
+            calls.add(graph.calls)
+        return ToolEdge.to_arrow(graph.edges)
+
+    return edges
+
+
+class BuildToolGraph(SparkStage):
     name: ClassVar[str] = "build-tool-graph"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = (
         "tools -> tool_edges: per server, A -> B when an output field of A fits a required "
-        "parameter of B (typed schema matching, on Spark)"
+        "parameter of B (typed schema matching, on Spark); with an LLM backend, edges from "
+        "ASTRA's chain-proposal prompt are added as evidence; degree-capped"
     )
-    inputs: ClassVar[tuple[str, ...]] = ("tools",)
-    outputs: ClassVar[tuple[str, ...]] = ("tool_edges",)
+    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools")
+    outputs: ClassVar[tuple[str, ...]] = ("tool_edges", "llm_calls")
     Params: ClassVar[type] = GraphParams
 
     def run(self, ctx: JobContext) -> None:
         spark = ctx.spark
-        tools = read_table(spark, ctx.read("tools"), ctx.run.lake.store.options())
-        edges = tools.groupBy("server_id").applyInArrow(
-            edges_by_server(self.params.min_score),
-            spark_schema(ToolEdge.arrow_schema()),
+        params: GraphParams = self.params
+        servers = {s.id: s for s in self.servers(ctx)}
+        skipped = spark.sparkContext.accumulator({}, CounterParam())
+        calls = spark.sparkContext.accumulator([], ListParam())
+        edges = (
+            self.frame(ctx, "tools")
+            .groupBy("server_id")
+            .applyInArrow(
+                edges_by_server(params, servers, ctx.seed, self.api_key, skipped, calls),
+                spark_schema(ToolEdge.arrow_schema()),
+            )
         )
         # The graph is derived from the whole tools table: each run replaces it.
-        summary = write_table(
-            edges, ctx.run, "tool_edges", source=self.name, progress=log_progress, replace=True
-        )
-        ctx.kept["tool_edges"] += summary.rows
-        for reason, count in summary.reject_reasons.items():
-            ctx.dropped[reason] += count
+        self.finish(ctx, "tool_edges", StageResult(frame=edges, dropped=skipped, calls=calls))

@@ -13,112 +13,31 @@ from typing import Any, ClassVar, Literal
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.base import Job, JobContext
-from jobs.spark import log_progress, read_table, write_table
-from jobs.stages import ServerGroup, StageResult, pack, per_server
+from jobs.base import JobContext
+from jobs.stages import (
+    BackendParams,
+    ServerGroup,
+    SparkStage,
+    make_synthesizer,
+    pack,
+    per_server,
+)
 from jobs.synth.agent import LLMSimulator, OfflineSimulator, run_agent
 from jobs.synth.chains import sample_chains
-from jobs.synth.interface import AugmentKind, Synthesizer
-from jobs.synth.offline import OfflineSynthesizer
+from jobs.synth.interface import AugmentKind
 from jobs.synth.rewards import REGISTRY, score_trajectory
 from jobs.synth.sft import select_sft
 from jobs.synth.tasks import passes_rubric, stable_seed
 from schemas import (
     Chain,
-    LLMCall,
     Reward,
     Row,
     SFTExample,
     Task,
     Tool,
     ToolEdge,
-    ToolServer,
     Trajectory,
 )
-
-Backend = Literal["offline", "openai", "vllm"]
-
-
-@dataclass(frozen=True)
-class BackendParams:
-    """Which synthesizer runs: recorded in the run key, so another model is another run."""
-
-    backend: Backend = field(
-        default="offline",
-        metadata={"help": "offline (deterministic, no model), openai (a server), or vllm"},
-    )
-    model: str | None = field(default=None, metadata={"help": "model name for openai/vllm"})
-    base_url: str | None = field(
-        default=None, metadata={"help": "OpenAI-compatible server URL, e.g. http://host:8000/v1"}
-    )
-
-    def __post_init__(self) -> None:
-        if self.backend != "offline" and not self.model:
-            raise ValueError(f"backend {self.backend!r} needs model=NAME")
-        if self.backend == "openai" and not self.base_url:
-            raise ValueError("backend 'openai' needs base_url=http://HOST:PORT/v1")
-
-
-def make_synthesizer(
-    params: BackendParams,
-    group: ServerGroup,
-    servers: list[ToolServer],
-    api_key: str | None,
-) -> Synthesizer:
-    """The stage's synthesizer for one server group (built on the executor)."""
-    if params.backend == "offline":
-        return OfflineSynthesizer(servers, group.of("tools"), group.of("edges"))
-    from jobs.config import LLMConfig
-    from jobs.llm import CallLog, llm_synthesizer
-
-    log = CallLog()
-    synthesizer = llm_synthesizer(
-        LLMConfig(backend=params.backend, model=params.model, base_url=params.base_url),
-        log,
-        api_key=api_key,
-    )
-    group.calls = log.rows  # type: ignore[assignment]
-    return synthesizer
-
-
-class SparkStage(Job):
-    """A stage whose work runs per server on Spark; subclasses build the inputs and the fn."""
-
-    api_key: str | None = None
-
-    def with_api_key(self, api_key: str | None) -> SparkStage:
-        """The key for an LLM server; given here so it never enters params or the log."""
-        self.api_key = api_key
-        return self
-
-    def frame(self, ctx: JobContext, table: str) -> DataFrame:
-        return read_table(ctx.spark, ctx.read(table), ctx.run.lake.store.options())
-
-    def servers(self, ctx: JobContext) -> list[ToolServer]:
-        rows = ctx.read("tool_servers").to_arrow().to_pylist()
-        return [ToolServer.from_record(r) for r in rows]
-
-    def context(self, ctx: JobContext) -> dict[str, tuple[DataFrame, type[Row]]]:
-        return {
-            "tools": (pack(self.frame(ctx, "tools"), "tools"), Tool),
-            "edges": (pack(self.frame(ctx, "tool_edges"), "edges"), ToolEdge),
-        }
-
-    def finish(self, ctx: JobContext, table: str, result: StageResult) -> None:
-        # A stage derives its whole output table from its whole inputs: it replaces the table
-        # (earlier versions stay in history and in snapshots).
-        summary = write_table(
-            result.frame, ctx.run, table, source=self.name, progress=log_progress, replace=True
-        )
-        ctx.kept[table] += summary.rows
-        for reason, count in summary.reject_reasons.items():
-            ctx.dropped[reason] += count
-        for reason, count in result.dropped.value.items():
-            ctx.dropped[reason] += count
-        calls = [LLMCall.model_validate(c) for c in result.calls.value]
-        if calls:
-            ctx.append("llm_calls", LLMCall.to_arrow(calls))
-
 
 # -- chains ----------------------------------------------------------------------------------
 
@@ -129,6 +48,9 @@ class ChainParams(BackendParams):
     min_length: int = field(default=2, metadata={"help": "fewest tools in a chain"})
     max_length: int = field(default=5, metadata={"help": "most tools in a chain"})
     acyclic: bool = field(default=True, metadata={"help": "no tool twice in one chain"})
+    walk_attempts_per_chain: int = field(
+        default=20, metadata={"help": "random-walk attempts allowed per wanted chain"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -136,6 +58,8 @@ class ChainParams(BackendParams):
             raise ValueError("need 1 <= min_length <= max_length")
         if self.chains_per_server < 1:
             raise ValueError("chains_per_server must be at least 1")
+        if self.walk_attempts_per_chain < 1:
+            raise ValueError("walk_attempts_per_chain must be at least 1")
 
 
 class SampleChains(SparkStage):
@@ -168,6 +92,7 @@ class SampleChains(SparkStage):
                 max_len=params.max_length,
                 acyclic=params.acyclic,
                 seed=stable_seed(seed, server.id),
+                budget=params.chains_per_server * params.walk_attempts_per_chain,
             )
             group.dropped.update({f"chain_{k}": v for k, v in sample.stats.dropped.items()})
             if params.backend == "offline":
@@ -180,7 +105,20 @@ class SampleChains(SparkStage):
                 verified.append(chain.model_copy(update={"verdicts": [*chain.verdicts, *verdicts]}))
             return verified
 
-        self.finish(ctx, "chains", per_server(ctx.spark, self.context(ctx), chains_of, Chain))
+        # Only tools on an edge can be in a chain (a walk starts on an edge and every step,
+        # inserted producers too, follows one), so the rest are not shipped.
+        edges = self.frame(ctx, "tool_edges")
+        endpoints = (
+            edges.select(F.col("source_tool_id").alias("id"))
+            .union(edges.select(F.col("target_tool_id").alias("id")))
+            .distinct()
+        )
+        tools = self.frame(ctx, "tools").join(endpoints, "id", "left_semi")
+        context = {
+            "tools": (pack(tools, "tools"), Tool),
+            "edges": (pack(edges, "edges"), ToolEdge),
+        }
+        self.finish(ctx, "chains", per_server(ctx.spark, context, chains_of, Chain))
 
 
 # -- tasks -----------------------------------------------------------------------------------
@@ -256,8 +194,9 @@ class GenerateTasks(SparkStage):
                             group.dropped["task_below_rubric_threshold"] += 1
             return out
 
-        context = self.context(ctx)
-        context["chains"] = (pack(self.frame(ctx, "chains"), "chains"), Chain)
+        chains = self.frame(ctx, "chains")
+        context = self.context(ctx, chains)
+        context["chains"] = (pack(chains, "chains"), Chain)
         self.finish(ctx, "tasks", per_server(ctx.spark, context, tasks_of, Task))
 
 
@@ -273,6 +212,9 @@ class TrajectoryParams(BackendParams):
     simulator: Literal["offline", "llm"] = field(
         default="offline",
         metadata={"help": "tools without code: offline (schema-conformant) or llm simulator"},
+    )
+    simulator_history: int = field(
+        default=4, metadata={"help": "recent calls the LLM tool simulator sees"}
     )
 
     def __post_init__(self) -> None:
@@ -297,7 +239,7 @@ class GenerateTrajectories(SparkStage):
         seed, api_key = ctx.seed, self.api_key
 
         def trajectories_of(group: ServerGroup) -> list[Row]:
-            synth = make_synthesizer(params, group, servers, api_key)
+            synth = make_synthesizer(params, group, servers, api_key, params.simulator_history)
             executor: Any = LLMSimulator(synth) if params.simulator == "llm" else OfflineSimulator()
             out: list[Row] = []
             for task in group.of("tasks"):
@@ -315,8 +257,9 @@ class GenerateTrajectories(SparkStage):
                 out.append(trajectory)
             return out
 
-        context = self.context(ctx)
-        context["tasks"] = (pack(self.frame(ctx, "tasks"), "tasks"), Task)
+        tasks = self.frame(ctx, "tasks")
+        context = self.context(ctx, tasks)
+        context["tasks"] = (pack(tasks, "tasks"), Task)
         result = per_server(ctx.spark, context, trajectories_of, Trajectory)
         self.finish(ctx, "trajectories", result)
 
@@ -368,7 +311,7 @@ class ScoreTrajectories(SparkStage):
 
         tasks = self.frame(ctx, "tasks")
         trajectories = _with_server(self.frame(ctx, "trajectories"), tasks)
-        context = self.context(ctx)
+        context = self.context(ctx, trajectories.select(F.col("_server").alias("server_id")))
         context["chains"] = (pack(self.frame(ctx, "chains"), "chains"), Chain)
         context["tasks"] = (pack(tasks, "tasks"), Task)
         context["trajectories"] = (pack(trajectories, "trajectories", "_server"), Trajectory)
@@ -435,8 +378,9 @@ class SelectSFT(SparkStage):
         )
         rewards = rewards.join(traj_servers, rewards["target_id"] == traj_servers["_traj"])
         rewards = rewards.drop("_traj")
+        servers_of = trajectories.select(F.col("_server").alias("server_id"))
         context = {
-            "tools": (pack(self.frame(ctx, "tools"), "tools"), Tool),
+            "tools": self.context(ctx, servers_of)["tools"],
             "trajectories": (pack(trajectories, "trajectories", "_server"), Trajectory),
             "rewards": (pack(rewards, "rewards", "_server"), Reward),
         }
