@@ -8,6 +8,7 @@ from typing import Any
 
 from jobs.base import Job, JobResult
 from jobs.config import AstraConfig
+from jobs.environments import BuildEnvironments, EnvParams, QAParams, SynthesizeQA
 from jobs.graph import BuildToolGraph, GraphParams
 from jobs.ingest import IngestCatalog, IngestParams
 from jobs.runner import run_job
@@ -100,6 +101,21 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
     ]
 
 
+def environment_jobs(config: AstraConfig) -> list[Job]:
+    """The stages of ``astra pipeline environments`` with params from the config."""
+    env = config.environments
+    return [
+        SynthesizeQA(QAParams(min_steps=env.min_steps)),
+        BuildEnvironments(
+            EnvParams(
+                merge_threshold=env.merge_threshold,
+                distractors_per_band=env.distractors_per_band,
+                decoys_per_row=env.decoys_per_row,
+            )
+        ),
+    ]
+
+
 def run_trajectory_pipeline(
     lake: Lake,
     config: AstraConfig,
@@ -107,12 +123,33 @@ def run_trajectory_pipeline(
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
 ) -> list[StageOutcome]:
-    """Run every stage in order; a given ``factory`` is reused and left running."""
+    """Run every trajectory stage in order; a given ``factory`` is reused and left running."""
+    return run_stages(lake, config, trajectory_jobs(config, source), on_stage, factory)
+
+
+def run_environment_pipeline(
+    lake: Lake,
+    config: AstraConfig,
+    on_stage: Any = None,
+    factory: SparkSessionFactory | None = None,
+) -> list[StageOutcome]:
+    """Run every environment stage in order, on the trajectories already in the lake."""
+    return run_stages(lake, config, environment_jobs(config), on_stage, factory)
+
+
+def run_stages(
+    lake: Lake,
+    config: AstraConfig,
+    jobs: list[Job],
+    on_stage: Any = None,
+    factory: SparkSessionFactory | None = None,
+) -> list[StageOutcome]:
+    """Run ``jobs`` in order; a given ``factory`` is reused and left running."""
     owned = factory is None
     session = factory or spark_factory(config)
     outcomes = []
     try:
-        for job in trajectory_jobs(config, source):
+        for job in jobs:
             if on_stage is not None:
                 on_stage(job.name)
             result = run_job(lake, job, seed=config.seed, spark_factory=session)

@@ -112,6 +112,13 @@ class JobContext:
         self._count_write(report)
         return report
 
+    def replace(self, table: str, data: pa.Table, source: str | None = None) -> WriteReport:
+        """The table becomes exactly ``data`` (earlier versions stay in history)."""
+        self._check_output(table)
+        report = self.run.replace(table, data, source or self.job.name)
+        self._count_write(report)
+        return report
+
     def _count_write(self, report: WriteReport) -> None:
         self.kept[report.table] += report.rows
         for reason, n in report.reject_reasons.items():

@@ -258,6 +258,38 @@ class SynthesisConfig:
 
 
 @dataclass(frozen=True)
+class EnvironmentsConfig:
+    """Environment synthesis (ASTRA part 2): traces, tools, merging, distractors."""
+
+    min_steps: int = field(
+        default=2, metadata=_help("a QA trace needs at least this many sub-questions")
+    )
+    merge_threshold: float = field(
+        default=0.9,
+        metadata=_help(
+            "same-structure tools of different servers merge at this embedding cosine similarity"
+        ),
+    )
+    distractors_per_band: int = field(
+        default=2, metadata=_help("distractor tools per similarity band (high, medium, low)")
+    )
+    decoys_per_row: int = field(
+        default=2, metadata=_help("decoy entries per recorded call in a lookup tool's mock data")
+    )
+
+    def __post_init__(self) -> None:
+        if self.min_steps < 1:
+            raise ConfigError(f"environments.min_steps must be >= 1, got {self.min_steps}")
+        if not 0.0 < self.merge_threshold <= 1.0:
+            raise ConfigError(
+                f"environments.merge_threshold must lie in (0, 1], got {self.merge_threshold}"
+            )
+        for name in ("distractors_per_band", "decoys_per_row"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"environments.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
 class AstraConfig:
     """The whole configuration: top-level keys plus the ``llm``, ``spark`` and ``synthesis``
     tables of the TOML file."""
@@ -267,6 +299,9 @@ class AstraConfig:
     spark: SparkSettings = field(default_factory=SparkSettings, metadata=_help("Spark"))
     synthesis: SynthesisConfig = field(
         default_factory=SynthesisConfig, metadata=_help("trajectory synthesis")
+    )
+    environments: EnvironmentsConfig = field(
+        default_factory=EnvironmentsConfig, metadata=_help("environment synthesis")
     )
 
     def __post_init__(self) -> None:
@@ -286,7 +321,12 @@ class AstraConfig:
         return "offline" if self.llm.backend == "offline" else "llm"
 
 
-SECTIONS: dict[str, type] = {"llm": LLMConfig, "spark": SparkSettings, "synthesis": SynthesisConfig}
+SECTIONS: dict[str, type] = {
+    "llm": LLMConfig,
+    "spark": SparkSettings,
+    "synthesis": SynthesisConfig,
+    "environments": EnvironmentsConfig,
+}
 
 
 @dataclass(frozen=True)

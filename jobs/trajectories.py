@@ -380,7 +380,7 @@ class SelectSFT(SparkStage):
         rewards = rewards.drop("_traj")
         servers_of = trajectories.select(F.col("_server").alias("server_id"))
         context = {
-            "tools": self.context(ctx, servers_of)["tools"],
+            "tools": (pack(self.of_servers(ctx, "tools", servers_of), "tools"), Tool),
             "trajectories": (pack(trajectories, "trajectories", "_server"), Trajectory),
             "rewards": (pack(rewards, "rewards", "_server"), Reward),
         }

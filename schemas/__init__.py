@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from schemas.base import Json, Row, Struct, TableModel, canonical_json, content_id
 from schemas.chains import Chain, Verdict
-from schemas.environments import Environment, EnvTool, ExpectedAnswer
+from schemas.environments import Distractor, Environment, EnvTool, ExpectedAnswer
 from schemas.evals import Eval
 from schemas.events import EventRecord
 from schemas.graph import EdgeEvidence, ToolEdge
 from schemas.llm import LLMCall
-from schemas.qa import QATrace, SubQuestion
+from schemas.qa import QACheck, QATrace, SubQuestion
 from schemas.rejects import Reject
 from schemas.rewards import JudgeStatus, Reward
 from schemas.rollouts import Rollout
@@ -63,6 +63,7 @@ __all__ = [
     "DATA_TABLES",
     "SYSTEM_TABLES",
     "Chain",
+    "Distractor",
     "EdgeEvidence",
     "EnvTool",
     "Environment",
@@ -74,6 +75,7 @@ __all__ = [
     "JudgeStatus",
     "LLMCall",
     "Message",
+    "QACheck",
     "QATrace",
     "Reject",
     "Reward",
