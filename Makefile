@@ -34,7 +34,7 @@ check-java:
 	 if [ "$${v:-0}" -lt 17 ]; then echo "error: Java $$v found; Spark needs Java 17 or newer. Install openjdk-17 and put it first on PATH."; exit 1; fi
 
 demo: $(STAMP) check-java
-	LAKE=$(LAKE) DEMO_OUT=$(DEMO_OUT) ASTRA=$(BIN)/astra bash docs/demo.sh
+	LAKE=$(LAKE) DEMO_OUT=$(DEMO_OUT) ASTRA=$(BIN)/astra PYTHON=$(BIN)/python bash docs/demo.sh
 
 test: $(STAMP) check-java lint
 	$(BIN)/python -m pytest -q

@@ -15,6 +15,7 @@ os.environ.setdefault("LANCE_LOG", "error")
 import typer
 from rich.tree import Tree
 
+from astra.env_cli import app as env_app
 from astra.output import (
     OutputFormat,
     console,
@@ -63,6 +64,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(sandbox_app, name="sandbox")
 pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(env_app, name="env")
 
 LakeOption = Annotated[
     str,
@@ -493,13 +495,60 @@ def pipeline_trajectories(
     from astra.pipeline import run_trajectory_pipeline
 
     settings = _config(config, master, overrides)
+    _run_pipeline(
+        lake,
+        snapshot,
+        fmt,
+        f"trajectory pipeline ({settings.llm.backend} backend)",
+        f"astra pipeline trajectories from {source}",
+        lambda target, on_stage: run_trajectory_pipeline(target, settings, source, on_stage),
+    )
+
+
+@pipeline_app.command("environments")
+def pipeline_environments(
+    config: ConfigOption = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key, e.g. --set environments.min_steps=3."),
+    ] = None,
+    master: MasterOption = None,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Snapshot the lake under this name at the end.")
+    ] = None,
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Trajectories -> QA traces -> sandbox-verified tools -> RL environments.
+
+    Needs the trajectory pipeline's tables in the lake (run `astra pipeline trajectories`).
+    """
+    from astra.pipeline import run_environment_pipeline
+
+    settings = _config(config, master, overrides)
+    _run_pipeline(
+        lake,
+        snapshot,
+        fmt,
+        "environment pipeline",
+        "astra pipeline environments",
+        lambda target, on_stage: run_environment_pipeline(target, settings, on_stage),
+    )
+
+
+def _run_pipeline(
+    lake: str,
+    snapshot: str | None,
+    fmt: OutputFormat,
+    title: str,
+    description: str,
+    run: Any,
+) -> None:
     target = open_lake(lake)
     with console.status("starting") as status:
-        outcomes = run_trajectory_pipeline(
-            target, settings, source, on_stage=lambda name: status.update(f"running {name}")
-        )
+        outcomes = run(target, lambda name: status.update(f"running {name}"))
     if snapshot:
-        target.create_snapshot(snapshot, description=f"astra pipeline trajectories from {source}")
+        target.create_snapshot(snapshot, description=description)
     rows = [
         {
             "stage": o.stage,
@@ -510,7 +559,7 @@ def pipeline_trajectories(
         }
         for o in outcomes
     ]
-    print_rows(rows, fmt, title=f"trajectory pipeline ({settings.llm.backend} backend)")
+    print_rows(rows, fmt, title=title)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ set -euo pipefail
 ASTRA=${ASTRA:-astra}
 LAKE=${LAKE:-astra-lake}
 DEMO_OUT=${DEMO_OUT:-demo-out}
+PYTHON=${PYTHON:-python3}
 export ASTRA_LAKE=$LAKE
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -76,5 +77,17 @@ $ASTRA lake query "SELECT id, messages, final_answer FROM trajectories WHERE sta
 echo "-- lineage of one SFT example, down to the tool schemas it used:"
 SFT_ID=$($ASTRA lake query "SELECT id FROM sft_examples ORDER BY id LIMIT 1" --format csv | tail -n 1)
 $ASTRA lake lineage "$SFT_ID"
+
+step "11. Environments: QA traces from the trajectories, tools verified in the sandbox"
+$ASTRA pipeline environments --snapshot demo-environments
+$ASTRA lake query "SELECT selected, scenario, count(*) AS traces FROM qa_traces GROUP BY selected, scenario ORDER BY scenario"
+$ASTRA env list --limit 8
+ENV_ID=$($ASTRA lake query "SELECT id FROM environments WHERE stateful ORDER BY array_length(expected) DESC, id LIMIT 1" --format csv | tail -n 1)
+$ASTRA env show "$ENV_ID"
+echo "-- the gold calls, replayed in one sandbox session (each verified call solves its sub-task):"
+$ASTRA env try "$ENV_ID" --gold
+echo "-- the last call alone, in a fresh session: the record it needs was never created:"
+LAST_CALL=$($ASTRA env show "$ENV_ID" --format json | "$PYTHON" -c 'import json,sys; e=json.load(sys.stdin)["environment"]["expected"][-1]; a=json.loads(e["arguments"]); print(e["tool_name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in a.items()) + ")")')
+$ASTRA env try "$ENV_ID" --call "$LAST_CALL"
 
 step "Done. The lake is in $LAKE; try: $ASTRA lake --help"

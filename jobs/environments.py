@@ -39,7 +39,7 @@ from pyspark.sql import functions as F
 from jobs.base import JobContext
 from jobs.envs.codegen import MockRow, created_values, decoys, key_of, python_name, tool_source
 from jobs.envs.embed import banded, components, embed, tool_text
-from jobs.envs.traces import normalise, structure_checks, trace_from_trajectory
+from jobs.envs.traces import structure_checks, trace_from_trajectory
 from jobs.envs.verify import GoldCall, Verification, verify_replay
 from jobs.stages import ServerGroup, SparkStage, pack, per_server
 from jobs.synth.tasks import stable_seed
@@ -54,6 +54,7 @@ from schemas import (
     Trajectory,
     canonical_json,
 )
+from schemas.answers import normalise
 
 INITIAL_STATE: dict[str, Any] = {"records": {}}
 
@@ -415,8 +416,14 @@ def pick_distractors(
     per_band: int,
     seed: int,
 ) -> list[Distractor]:
-    """Up to ``per_band`` tools per band, from other domains, seeded."""
-    candidates = [i for i, t in enumerate(pool) if t.domain != domain and t.id not in exclude]
+    """Up to ``per_band`` tools per band, seeded: from other domains, never a tool of the
+    environment or one with the name of one (the policy calls tools by name)."""
+    taken = {t.name for t in pool if t.id in exclude}
+    candidates = [
+        i
+        for i, t in enumerate(pool)
+        if t.domain != domain and t.id not in exclude and t.name not in taken
+    ]
     if not candidates or per_band == 0 or env_vectors.size == 0:
         return []
     similarity = (pool_vectors[candidates] @ env_vectors.T).max(axis=1)

@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs.envs.traces import ID_NAME, last_key, leaves, normalise
+from jobs.envs.traces import ID_NAME, last_key
+from schemas.answers import leaves, normalise
 
 WRITE_VERBS = frozenset(
     [

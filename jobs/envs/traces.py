@@ -18,45 +18,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import networkx as nx
 
 from schemas import Message, QATrace, Task, Tool, Trajectory, canonical_json
+from schemas.answers import Scalar, leaves, normalise
 from schemas.qa import QACheck, Scenario, SubQuestion
 
 ID_NAME = re.compile(r"(^id$|_id$|Id$|_ref$|_code$|_number$)")
-Scalar = str | int | float | bool
-
-
-def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Scalar]]:
-    """Every scalar inside a JSON value with its path (``items[0].id``), in document order.
-
-    >>> list(leaves({"a": 1, "b": [{"c": "x"}], "d": None}))
-    [('a', 1), ('b[0].c', 'x')]
-    """
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from leaves(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from leaves(item, f"{path}[{index}]")
-    elif isinstance(value, str | int | float | bool) and value != "":
-        yield path, value
-
-
-def normalise(value: Any) -> str:
-    """The comparable text of an answer: case, surrounding space and number form removed.
-
-    >>> normalise("  Paris ") == normalise("paris"), normalise(2.0), normalise(True)
-    (True, '2', 'true')
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return " ".join(str(value).split()).lower()
 
 
 def last_key(path: str) -> str:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jobs.envs.codegen import python_name
-from jobs.envs.traces import normalise
 from sandbox import Environment as SandboxEnvironment
 from sandbox import Sandbox, Session
+from schemas.answers import holds_answer
 
 FORBIDDEN_MODULES = {
     "time": "reads the clock",
@@ -125,22 +125,6 @@ class Verification:
 
     def fail(self, member: str, reason: str) -> None:
         self.failures.setdefault(member, []).append(reason)
-
-
-def holds_answer(value: Any, answer: str) -> bool:
-    """Whether a returned value contains the normalised answer as one of its values.
-
-    >>> holds_answer({"flights": [{"id": "AF 12"}]}, "af 12")
-    True
-    >>> holds_answer({"x": "af 123"}, "af 12")
-    False
-    """
-    from jobs.envs.traces import leaves
-
-    wanted = normalise(answer)
-    if not isinstance(value, dict | list):
-        return normalise(value) == wanted if value is not None else False
-    return any(normalise(v) == wanted for _, v in leaves(value))
 
 
 def _is_error(value: Any) -> bool:
