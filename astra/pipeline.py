@@ -104,8 +104,11 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
 def environment_jobs(config: AstraConfig) -> list[Job]:
     """The stages of ``astra pipeline environments`` with params from the config."""
     env = config.environments
+    backend = BackendParams.fields_from(config.llm)
     return [
-        SynthesizeQA(QAParams(min_steps=env.min_steps)),
+        SynthesizeQA(
+            QAParams(**backend, min_steps=env.min_steps, keep_percentile=env.keep_percentile)
+        ).with_api_key(api_key(config)),
         BuildEnvironments(
             EnvParams(
                 merge_threshold=env.merge_threshold,

@@ -264,6 +264,12 @@ class EnvironmentsConfig:
     min_steps: int = field(
         default=2, metadata=_help("a QA trace needs at least this many sub-questions")
     )
+    keep_percentile: float = field(
+        default=85.0,
+        metadata=_help(
+            "with an LLM backend, keep QA traces scoring at least this percentile (ASTRA: 85-90)"
+        ),
+    )
     merge_threshold: float = field(
         default=0.9,
         metadata=_help(
@@ -280,6 +286,10 @@ class EnvironmentsConfig:
     def __post_init__(self) -> None:
         if self.min_steps < 1:
             raise ConfigError(f"environments.min_steps must be >= 1, got {self.min_steps}")
+        if not 0.0 <= self.keep_percentile <= 100.0:
+            raise ConfigError(
+                f"environments.keep_percentile must lie in [0, 100], got {self.keep_percentile}"
+            )
         if not 0.0 < self.merge_threshold <= 1.0:
             raise ConfigError(
                 f"environments.merge_threshold must lie in (0, 1], got {self.merge_threshold}"

@@ -41,13 +41,21 @@ from jobs.envs.codegen import MockRow, created_values, decoys, key_of, python_na
 from jobs.envs.embed import banded, components, embed, tool_text
 from jobs.envs.traces import structure_checks, trace_from_trajectory
 from jobs.envs.verify import GoldCall, Verification, verify_replay
-from jobs.stages import ServerGroup, SparkStage, pack, per_server
+from jobs.stages import (
+    BackendParams,
+    ServerGroup,
+    SparkStage,
+    make_synthesizer,
+    pack,
+    per_server,
+)
 from jobs.synth.tasks import stable_seed
 from schemas import (
     Distractor,
     Environment,
     EnvTool,
     ExpectedAnswer,
+    LLMCall,
     QATrace,
     Task,
     Tool,
@@ -63,14 +71,84 @@ INITIAL_STATE: dict[str, Any] = {"records": {}}
 
 
 @dataclass(frozen=True)
-class QAParams:
+class QAParams(BackendParams):
     min_steps: int = field(
         default=2, metadata={"help": "select only traces with at least this many sub-questions"}
     )
+    keep_percentile: float = field(
+        default=85.0,
+        metadata={
+            "help": "with an LLM backend, keep traces whose mean verification score reaches "
+            "this percentile of all judged traces' scores (ASTRA: P85-P90)"
+        },
+    )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.min_steps < 1:
             raise ValueError(f"min_steps must be at least 1, got {self.min_steps}")
+        if not 0.0 <= self.keep_percentile <= 100.0:
+            raise ValueError(f"keep_percentile must lie in [0, 100], got {self.keep_percentile}")
+
+
+def mean_llm_score(trace: QATrace) -> float | None:
+    """The mean of a trace's LLM scores; None unless every LLM check was made."""
+    judged = [c for c in trace.checks if c.judge_model != "rule"]
+    if not judged or any(c.passed is None and c.score is None for c in judged):
+        return None
+    scores = [c.score for c in judged if c.score is not None]
+    return sum(scores) / len(scores) if scores else None
+
+
+def apply_keep_threshold(traces: list[QATrace], percentile: float) -> tuple[list[QATrace], float]:
+    """Select, among traces that passed every check, those whose mean LLM score reaches the
+    ``percentile`` of the scores of all such traces; the threshold is returned and recorded.
+
+    >>> from schemas.qa import QACheck
+    >>> def t(q, score):
+    ...     check = QACheck(dimension="atomicity", passed=None, score=score, judge_model="m")
+    ...     return QATrace(domain="d", question=q, answer="a", scenario="single_hop",
+    ...                    sub_questions=[], source="s", checks=[check])
+    >>> kept, threshold = apply_keep_threshold([t("a", 0.2), t("b", 0.6), t("c", 1.0)], 50)
+    >>> [k.selected for k in kept], threshold
+    ([False, True, True], 0.6)
+    """
+    eligible = [mean_llm_score(t) for t in traces if t.selected and mean_llm_score(t) is not None]
+    threshold = float(np.percentile(eligible, percentile)) if eligible else 1.0
+    out = []
+    for trace in traces:
+        score = mean_llm_score(trace)
+        if not trace.selected:
+            out.append(trace)
+        elif score is None:
+            out.append(
+                trace.model_copy(
+                    update={
+                        "selected": False,
+                        "selection": "failed: the LLM checks could not be made",
+                    }
+                )
+            )
+        elif score < threshold:
+            out.append(
+                trace.model_copy(
+                    update={
+                        "selected": False,
+                        "selection": f"failed: LLM score {score:.3f} below the P{percentile:g} "
+                        f"threshold {threshold:.3f}",
+                    }
+                )
+            )
+        else:
+            out.append(
+                trace.model_copy(
+                    update={
+                        "selection": f"all checks passed; LLM score {score:.3f} >= P{percentile:g} "
+                        f"threshold {threshold:.3f}"
+                    }
+                )
+            )
+    return out, threshold  # fmt: skip
 
 
 class SynthesizeQA(SparkStage):
@@ -78,18 +156,26 @@ class SynthesizeQA(SparkStage):
     version: ClassVar[str] = "1"
     description: ClassVar[str] = (
         "trajectories -> qa_traces: each completed trajectory decomposed into sub-questions "
-        "answered by its tool calls; rule checks (ids, DAG, hops, tools) on every trace"
+        "answered by its tool calls; rule checks (ids, DAG, hops, tools) on every trace; with "
+        "an LLM backend, ASTRA's verification scores and a percentile keep threshold"
     )
     inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tasks", "trajectories")
-    outputs: ClassVar[tuple[str, ...]] = ("qa_traces",)
+    outputs: ClassVar[tuple[str, ...]] = ("qa_traces", "llm_calls")
     Params: ClassVar[type] = QAParams
 
     def run(self, ctx: JobContext) -> None:
         params: QAParams = self.params
-        domains = {s.id: s.domain for s in self.servers(ctx)}
+        servers = self.servers(ctx)
+        domains = {s.id: s.domain for s in servers}
+        seed, api_key = ctx.seed, self.api_key
 
         def traces_of(group: ServerGroup) -> list[Any]:
             tasks = {t.id: t for t in group.of("tasks")}
+            synth = (
+                make_synthesizer(params, group, servers, api_key)
+                if params.backend != "offline"
+                else None
+            )
             out = []
             for trajectory in group.of("trajectories"):
                 task = tasks.get(trajectory.task_id)
@@ -109,6 +195,10 @@ class SynthesizeQA(SparkStage):
                 failed = [c.dimension for c in checks if c.passed is not True]
                 if len(trace.sub_questions) < params.min_steps:
                     failed.append(f"fewer than {params.min_steps} sub-questions")
+                if synth is not None and not failed:
+                    judged = synth.judge_trace(trace, stable_seed(seed, trace.id))
+                    checks = [*checks, *judged]
+                    failed += [c.dimension for c in judged if c.passed is False]
                 out.append(
                     trace.model_copy(
                         update={
@@ -123,17 +213,37 @@ class SynthesizeQA(SparkStage):
             return out
 
         tasks = self.frame(ctx, "tasks")
-        servers = tasks.select(F.col("id").alias("_task"), F.col("server_id").alias("_server"))
+        servers_frame = tasks.select(
+            F.col("id").alias("_task"), F.col("server_id").alias("_server")
+        )
         trajectories = self.frame(ctx, "trajectories")
         trajectories = trajectories.join(
-            servers, trajectories["task_id"] == servers["_task"], "inner"
+            servers_frame, trajectories["task_id"] == servers_frame["_task"], "inner"
         ).drop("_task")
         context = {
             "tools": (pack(self.of_servers(ctx, "tools", tasks), "tools"), Tool),
             "tasks": (pack(tasks, "tasks"), Task),
             "trajectories": (pack(trajectories, "trajectories", "_server"), Trajectory),
         }
-        self.finish(ctx, "qa_traces", per_server(ctx.spark, context, traces_of, QATrace))
+        result = per_server(ctx.spark, context, traces_of, QATrace)
+        if params.backend == "offline":
+            self.finish(ctx, "qa_traces", result)
+            return
+        # The keep threshold is a percentile of every judged trace's score: a global step,
+        # done on the driver over the judged traces (LLM-bound, so not many).
+        traces = [QATrace.from_record(r) for r in result.frame.toArrow().to_pylist()]
+        kept, threshold = apply_keep_threshold(traces, params.keep_percentile)
+        ctx.run.metrics["qa_keep_threshold"] = {
+            "percentile": params.keep_percentile,
+            "threshold": round(threshold, 6),
+            "judged": sum(mean_llm_score(t) is not None for t in traces),
+        }
+        ctx.replace("qa_traces", QATrace.to_arrow(kept))
+        for reason, count in result.dropped.value.items():
+            ctx.dropped[reason] += count
+        calls = [LLMCall.model_validate(c) for c in result.calls.value]
+        if calls:
+            ctx.append("llm_calls", LLMCall.to_arrow(calls))
 
 
 # -- environments ------------------------------------------------------------------------------

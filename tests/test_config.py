@@ -10,6 +10,7 @@ import pytest
 from jobs.config import (
     AstraConfig,
     ConfigError,
+    EnvironmentsConfig,
     LLMConfig,
     SparkSettings,
     SynthesisConfig,
@@ -172,7 +173,7 @@ def test_every_key_has_help_and_a_default() -> None:
     assert all(k.help for k in keys.values())
     assert keys["llm.backend"].type == "offline|openai|vllm"
     assert keys["synthesis.max_chain_length"].default == 5
-    sections = (LLMConfig, SparkSettings, SynthesisConfig)
+    sections = (LLMConfig, SparkSettings, SynthesisConfig, EnvironmentsConfig)
     assert len(keys) == 1 + sum(len(dataclasses.fields(c)) for c in sections)
 
 

@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from chat_server import ChatServer, completion, serving
 
-from astra.pipeline import StageOutcome, run_trajectory_pipeline
+from astra.pipeline import StageOutcome, environment_jobs, run_stages, run_trajectory_pipeline
 from jobs.config import load_config
+from jobs.environments import mean_llm_score
 from jobs.llm import load_prompt
 from jobs.llm.synthesizer import RUBRIC_CRITERIA
 from jobs.spark import SparkConfig, SparkSessionFactory
 from lake import Lake
-from schemas import Chain, LLMCall, Reward, ToolEdge, Trajectory
+from schemas import Chain, LLMCall, QATrace, Reward, ToolEdge, Trajectory
 
 API_KEY = "sk-pipeline-test"
 PROMPT_NAMES = (
@@ -43,6 +44,7 @@ PROMPT_NAMES = (
     "judge_planning",
     "judge_query_understanding",
     "judge_tool_success",
+    "qa_verify",
     "query_generation",
     "task_rubric",
     "tool_simulator",
@@ -125,6 +127,17 @@ def scripted_model(payload: dict[str, Any]) -> tuple[int, Any]:
         schema = re.search(r"^Output \(JSON schema, when known\): (.*)$", text, re.MULTILINE)
         output = json.loads(schema.group(1)) if schema and schema.group(1) != "not given" else {}
         reply = {"ok": True, "result": value_for(output) if output else "done"}
+    elif name == "qa_verify":
+        steps = len(re.findall(r"^- q\d+ \(hop", text, flags=re.MULTILINE))
+        spread = int(digest(text), 16) % 5 / 4  # a spread of scores, so a percentile bites
+        reply = {
+            "tool_necessity": [True] * steps,
+            "dependency_consistency": spread,
+            "atomicity": 1.0,
+            "forced_serialization": 1.0,
+            "completeness": spread,
+            "rationale": "checked",
+        }
     elif name == "judge_final_answer":
         return 200, completion("The answer looks fine to me.")  # never JSON: fails closed
     else:
@@ -170,6 +183,8 @@ def run(
                 "synthesis.augmentations": "persona",
                 "synthesis.failure_rate": "0.0",
                 "synthesis.max_turns": "4",
+                "environments.min_steps": "1",
+                "environments.keep_percentile": "50",
             },
         )
         factory = SparkSessionFactory(
@@ -178,6 +193,7 @@ def run(
         lake = Lake(tmp_path_factory.mktemp("openai-pipeline") / "lake")
         try:
             outcomes = run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
+            outcomes += run_stages(lake, config, environment_jobs(config)[:1], factory=factory)
         finally:
             factory.stop()
         yield lake, outcomes, server
@@ -189,12 +205,13 @@ def rows(lake: Lake, table: str, model: Any) -> list[Any]:
 
 def test_every_stage_ran_through_the_server_and_every_call_is_logged(run) -> None:
     lake, outcomes, server = run
-    assert [o.stage for o in outcomes][-5:] == [
+    assert [o.stage for o in outcomes][-6:] == [
         "sample-chains",
         "generate-tasks",
         "generate-trajectories",
         "score-trajectories",
         "select-sft",
+        "synthesize-qa",
     ]
     calls = rows(lake, "llm_calls", LLMCall)
     prompts = Counter(c.prompt_name for c in calls)
@@ -248,3 +265,18 @@ def test_a_judge_that_never_parses_fails_closed_and_others_score(run) -> None:
     others = [r for r in judged if r.dimension != "final_answer" and r.status == "ok"]
     assert others and all(r.score == 1.0 for r in others)
     assert lake.read("sft_examples").count_rows() > 0
+
+
+def test_qa_traces_are_judged_and_kept_above_the_recorded_percentile(run) -> None:
+    lake, outcomes, _ = run
+    traces = rows(lake, "qa_traces", QATrace)
+    judged = [t for t in traces if any(c.judge_model == "openai@scripted" for c in t.checks)]
+    assert judged and len(judged) == len(traces)
+    recorded = outcomes[-1].result.run.metrics["qa_keep_threshold"]
+    assert recorded["percentile"] == 50 and recorded["judged"] == len(judged)
+    threshold = recorded["threshold"]
+    for trace in judged:
+        score = mean_llm_score(trace)
+        assert score is not None
+        assert trace.selected == (score >= threshold), trace.selection
+    assert 0 < sum(t.selected for t in judged) < len(judged)

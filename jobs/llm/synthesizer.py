@@ -26,6 +26,7 @@ from schemas import (
     EdgeEvidence,
     JudgeStatus,
     Message,
+    QATrace,
     Reward,
     Task,
     Tool,
@@ -36,11 +37,14 @@ from schemas import (
     Verdict,
     canonical_json,
 )
+from schemas.qa import QACheck
 from schemas.tasks import RubricScore
 
 T = TypeVar("T")
 
 RUBRIC_CRITERIA = ("query_quality", "scenario_realism", "tool_use_necessity")
+QA_SCORES = ("dependency_consistency", "atomicity", "forced_serialization", "completeness")
+"""ASTRA's four trace verification scores, averaged for the keep threshold."""
 """The 1-5 task rubric's criteria, as named in ``task_rubric.md`` and on ``RubricScore`` rows."""
 
 
@@ -654,6 +658,72 @@ class LLMSynthesizer:
                                  result.error)
                 )  # fmt: skip
         return rewards
+
+    # -- QA traces -----------------------------------------------------------------------------
+
+    def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
+        """ASTRA's trace verification: tool necessity per sub-question (passed when every
+        sub-question another depends on needs a tool) and four scores in [0, 1]. A reply that
+        cannot be had fails closed: every check ``passed`` None, no score."""
+        steps = trace.sub_questions
+        listing = "\n".join(
+            f"- {s.sid} (hop {s.hop}; depends on {', '.join(s.depends_on) or 'nothing'}): "
+            f"{s.question} -> {s.answer}"
+            for s in steps
+        )
+
+        def parse(reply: ChatReply) -> dict[str, Any]:
+            body = json_object(reply)
+            necessity = body["tool_necessity"]
+            if not isinstance(necessity, list) or len(necessity) != len(steps):
+                raise ValueError(f"'tool_necessity' must list {len(steps)} booleans")
+            if not all(isinstance(v, bool) for v in necessity):
+                raise ValueError("'tool_necessity' must hold only true or false")
+            scores = {}
+            for name in QA_SCORES:
+                value = body[name]
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"{name}: a number in [0, 1], got {value!r}")
+                if not 0.0 <= value <= 1.0:
+                    raise ValueError(f"{name}: must lie in [0, 1], got {value}")
+                scores[name] = float(value)
+            rationale = body.get("rationale")
+            return {
+                "necessity": necessity,
+                "scores": scores,
+                "rationale": rationale if isinstance(rationale, str) else "",
+            }
+
+        result = self._ask(
+            "qa_verify",
+            {"question": trace.question, "answer": trace.answer, "sub_questions": listing},
+            parse,
+            derive_seed(seed, "qa_verify", trace.id),
+        )
+        if not result.ok or result.value is None:
+            return [
+                QACheck(dimension=name, passed=None, detail=f"failed: {result.error}",
+                        judge_model=self.name)
+                for name in ("tool_necessity", *QA_SCORES)
+            ]  # fmt: skip
+        value = result.value
+        needed = {d for s in steps for d in s.depends_on}
+        toolless = [s.sid for s, need in zip(steps, value["necessity"], strict=True)
+                    if s.sid in needed and not need]  # fmt: skip
+        checks = [
+            QACheck(
+                dimension="tool_necessity",
+                passed=not toolless,
+                detail=f"depended on but needs no tool: {toolless}" if toolless else "",
+                judge_model=self.name,
+            )
+        ]
+        checks.extend(
+            QACheck(dimension=name, passed=None, score=score, detail=value["rationale"],
+                    judge_model=self.name)
+            for name, score in value["scores"].items()
+        )  # fmt: skip
+        return checks
 
     def _reward(
         self,

@@ -16,7 +16,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from schemas import Chain, Message, Reward, Task, Tool, ToolEdge, ToolServer, Trajectory, Verdict
+from schemas import (
+    Chain,
+    Message,
+    QATrace,
+    Reward,
+    Task,
+    Tool,
+    ToolEdge,
+    ToolServer,
+    Trajectory,
+    Verdict,
+)
+from schemas.qa import QACheck
 from schemas.tasks import RubricScore
 
 AugmentKind = Literal["diverse", "complicate", "persona"]
@@ -74,6 +86,11 @@ class Synthesizer(Protocol):
         self, tool: Tool, arguments: str, history: list[Message], seed: int
     ) -> ToolOutcome:
         """A schema-conformant result for a call of ``tool``, consistent with ``history``."""
+        ...
+
+    def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
+        """Model checks of a decomposed QA trace (tool necessity and ASTRA's four scores);
+        the offline backend makes none (the rule checks run for every backend)."""
         ...
 
     def judge_trajectory(

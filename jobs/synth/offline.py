@@ -13,6 +13,8 @@ What it does:
 - ``augment``: ``diverse`` (new values and scenario), ``complicate`` (an added budget,
   deadline or policy constraint), ``persona`` (rewritten for a sampled persona). It needs the
   server and its tools, given at construction; for an unknown server it returns None.
+- ``judge_trace`` makes no checks: a QA trace's rule checks run for every backend, and the
+  LLM's scores are not imitated.
 - ``score_task``: the rule rubric of :func:`jobs.synth.tasks.rubric` (status ``ok``).
 - ``agent_step`` is an ORACLE: it reads the query back into the chain's steps and values and
   calls the next step's tool with the query's values and the earlier outputs (by the edge
@@ -52,6 +54,7 @@ from jobs.synth.tasks import (
 from schemas import (
     Chain,
     Message,
+    QATrace,
     Reward,
     Task,
     Tool,
@@ -61,6 +64,7 @@ from schemas import (
     Trajectory,
     Verdict,
 )
+from schemas.qa import QACheck
 from schemas.rewards import JudgeStatus
 from schemas.tasks import RubricScore
 
@@ -346,6 +350,9 @@ class OfflineSynthesizer:
         self, tool: Tool, arguments: str, history: list[Message], seed: int
     ) -> ToolOutcome:
         return self.simulator.execute(tool, arguments, history, seed)
+
+    def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
+        return []  # no model to judge with; the rule checks run for every backend
 
     def judge_trajectory(
         self, trajectory: Trajectory, tools: list[Tool], seed: int
