@@ -263,3 +263,44 @@ def _read_calls(interactive: bool) -> Iterator[str]:
             return
         if line.strip():
             yield line.strip()
+
+
+@app.command("check-bfcl")
+def env_check_bfcl(
+    classes: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--class",
+            help="BFCL backend class (repeatable); default: TicketAPI, TwitterAPI, MessageAPI, "
+            "GorillaFileSystem, MathAPI.",
+        ),
+    ] = None,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """External check: BFCL's multi-turn backends as sandbox tools must reproduce BFCL's own
+    outputs on its ground-truth calls (code our static checks reject is reported as such)."""
+    from jobs.envs.external import check_bfcl_class
+    from sandbox import Sandbox
+
+    names = classes or ["TicketAPI", "TwitterAPI", "MessageAPI", "GorillaFileSystem", "MathAPI"]
+    with Sandbox() as sandbox:
+        checks = [check_bfcl_class(sandbox, name) for name in names]
+    rows = [
+        {
+            "class": c.name,
+            "verified": c.verified,
+            "entries": c.entries,
+            "calls": c.calls,
+            "matched": c.matched,
+            "why not": "; ".join(c.static_problems)
+            or (
+                f"{c.mismatches[0]['call']}: BFCL {c.mismatches[0]['bfcl'][:60]}, "
+                f"ours {c.mismatches[0]['ours'][:60]}"
+                if c.mismatches
+                else ""
+            ),
+        }
+        for c in checks
+    ]
+    version = checks[0].bfcl_version if checks else "?"
+    print_rows(rows, fmt, title=f"BFCL multi_turn_base ground truth, bfcl-eval {version}")

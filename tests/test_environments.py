@@ -308,3 +308,38 @@ def test_env_cli_lists_and_tries_an_environment(built: Lake) -> None:
         app, ["env", "try", env_id, "--call", "nope()", "--lake", built.uri, "-f", "json"]
     )
     assert json.loads(wrong.output)["rewards"]["f1"] == 0.0
+
+
+# -- external check: BFCL's executable backends as sandbox tools ----------------------------------
+
+
+def test_bfcl_backends_converted_to_sandbox_tools_reproduce_bfcl(sandbox: Sandbox) -> None:
+    from jobs.envs.external import check_bfcl_class
+
+    for name in ("TicketAPI", "TwitterAPI"):
+        check = check_bfcl_class(sandbox, name)
+        assert check.verified, check.mismatches[:3]
+        assert check.entries >= 20 and check.calls >= 40
+
+
+def test_bfcl_backends_that_read_randomness_or_the_clock_are_rejected(sandbox: Sandbox) -> None:
+    from jobs.envs.external import check_bfcl_class
+
+    assert check_bfcl_class(sandbox, "MessageAPI").static_problems == [
+        "line 1: imports random (uses randomness)"
+    ]
+    assert not check_bfcl_class(sandbox, "GorillaFileSystem").verified
+
+
+def test_the_bfcl_check_fails_a_converter_that_drops_state(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jobs.envs import external
+
+    forgetful = external._WRAPPER.replace(
+        'STATE["instance"] = _astra_pack(dict(vars(api)))', "pass"
+    )
+    assert forgetful != external._WRAPPER
+    monkeypatch.setattr(external, "_WRAPPER", forgetful)
+    check = external.check_bfcl_class(sandbox, "TicketAPI")
+    assert not check.verified and check.mismatches
