@@ -180,16 +180,15 @@ def env_try(
 ) -> None:
     """Call an environment's tools in the sandbox, one session, and see the sub-task score."""
     from sandbox import Environment as SandboxEnvironment
-    from sandbox import Sandbox, Session
+    from sandbox import Sandbox, Session, tools_module
     from schemas.answers import holds_answer
     from training.rewards import REWARDS, outcome_of
 
     opened = Lake(lake)
     env = find_environment(opened, env_id, snapshot)
     tools = _tools(opened, snapshot, set(env.tool_ids) | set(env.distractor_tool_ids))
-    code = "\n\n".join(
-        tools[i].code for i in [*env.tool_ids, *env.distractor_tool_ids] if i in tools
-    )
+    every = [tools[i] for i in [*env.tool_ids, *env.distractor_tool_ids] if i in tools]
+    code = tools_module([(tool.name, tool.code) for tool in every])
     statements: Iterable[Any] = [*(calls or []), *(_gold_calls(env) if gold else [])]
     interactive = not statements and sys.stdin.isatty()
     if interactive:

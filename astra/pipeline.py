@@ -107,7 +107,13 @@ def environment_jobs(config: AstraConfig) -> list[Job]:
     backend = BackendParams.fields_from(config.llm)
     return [
         SynthesizeQA(
-            QAParams(**backend, min_steps=env.min_steps, keep_percentile=env.keep_percentile)
+            QAParams(
+                **backend,
+                source=env.qa_source,
+                llm_traces_per_server=env.llm_traces_per_server,
+                min_steps=env.min_steps,
+                keep_percentile=env.keep_percentile,
+            )
         ).with_api_key(api_key(config)),
         BuildEnvironments(
             EnvParams(

@@ -261,6 +261,16 @@ class SynthesisConfig:
 class EnvironmentsConfig:
     """Environment synthesis (ASTRA part 2): traces, tools, merging, distractors."""
 
+    qa_source: Literal["trajectories", "llm", "both"] = field(
+        default="trajectories",
+        metadata=_help(
+            "QA traces from the lake's trajectories, from an LLM seeded with each server's "
+            "domain and tools (needs an LLM backend), or both"
+        ),
+    )
+    llm_traces_per_server: int = field(
+        default=4, metadata=_help("QA traces the LLM writes per server")
+    )
     min_steps: int = field(
         default=2, metadata=_help("a QA trace needs at least this many sub-questions")
     )
@@ -286,6 +296,10 @@ class EnvironmentsConfig:
     def __post_init__(self) -> None:
         if self.min_steps < 1:
             raise ConfigError(f"environments.min_steps must be >= 1, got {self.min_steps}")
+        if self.llm_traces_per_server < 1:
+            raise ConfigError(
+                f"environments.llm_traces_per_server must be >= 1, got {self.llm_traces_per_server}"
+            )
         if not 0.0 <= self.keep_percentile <= 100.0:
             raise ConfigError(
                 f"environments.keep_percentile must lie in [0, 100], got {self.keep_percentile}"
@@ -317,6 +331,11 @@ class AstraConfig:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0, got {self.seed}")
+        if self.environments.qa_source != "trajectories" and self.llm.backend == "offline":
+            raise ConfigError(
+                f"environments.qa_source {self.environments.qa_source!r} needs an LLM backend; "
+                "set llm.backend to 'openai' or 'vllm', or qa_source to 'trajectories'"
+            )
         if self.synthesis.tool_simulator == "llm" and self.llm.backend == "offline":
             raise ConfigError(
                 "synthesis.tool_simulator 'llm' needs an LLM backend; set llm.backend to "

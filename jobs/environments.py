@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +50,7 @@ from jobs.stages import (
     per_server,
 )
 from jobs.synth.tasks import stable_seed
+from sandbox import tools_module
 from schemas import (
     Distractor,
     Environment,
@@ -70,8 +71,23 @@ INITIAL_STATE: dict[str, Any] = {"records": {}}
 # -- QA traces ---------------------------------------------------------------------------------
 
 
+QASource = Literal["trajectories", "llm", "both"]
+
+
 @dataclass(frozen=True)
 class QAParams(BackendParams):
+    source: QASource = field(
+        default="trajectories",
+        metadata={
+            "help": "where traces come from: the lake's trajectories, an LLM seeded with each "
+            "server's domain and tools (needs an LLM backend), or both"
+        },
+    )
+    llm_traces_per_server: int = field(
+        default=4, metadata={"help": "traces the LLM writes per server (source llm or both)"}
+    )
+    min_hops: int = field(default=3, metadata={"help": "fewest steps an LLM trace asks for"})
+    max_hops: int = field(default=5, metadata={"help": "most steps an LLM trace asks for"})
     min_steps: int = field(
         default=2, metadata={"help": "select only traces with at least this many sub-questions"}
     )
@@ -89,6 +105,12 @@ class QAParams(BackendParams):
             raise ValueError(f"min_steps must be at least 1, got {self.min_steps}")
         if not 0.0 <= self.keep_percentile <= 100.0:
             raise ValueError(f"keep_percentile must lie in [0, 100], got {self.keep_percentile}")
+        if self.source != "trajectories" and self.backend == "offline":
+            raise ValueError(f"source={self.source} needs an LLM backend (backend=openai or vllm)")
+        if not 1 <= self.min_hops <= self.max_hops:
+            raise ValueError("need 1 <= min_hops <= max_hops")
+        if self.llm_traces_per_server < 1:
+            raise ValueError("llm_traces_per_server must be at least 1")
 
 
 def mean_llm_score(trace: QATrace) -> float | None:
@@ -169,6 +191,36 @@ class SynthesizeQA(SparkStage):
         domains = {s.id: s.domain for s in servers}
         seed, api_key = ctx.seed, self.api_key
 
+        by_id = {s.id: s for s in servers}
+
+        def checked(trace: QATrace, synth: Any) -> QATrace:
+            checks = structure_checks(trace.sub_questions)
+            failed = [c.dimension for c in checks if c.passed is not True]
+            if len(trace.sub_questions) < params.min_steps:
+                failed.append(f"fewer than {params.min_steps} sub-questions")
+            if synth is not None and not failed:
+                judged = synth.judge_trace(trace, stable_seed(seed, trace.id))
+                checks = [*checks, *judged]
+                failed += [c.dimension for c in judged if c.passed is False]
+            return trace.model_copy(
+                update={
+                    "checks": checks,
+                    "selected": not failed,
+                    "selection": "all rule checks passed"
+                    if not failed
+                    else "failed: " + ", ".join(failed),
+                }
+            )
+
+        def with_tools(trace: QATrace, synth: Any) -> QATrace:
+            """An LLM trace's tool-needing steps each get a model-written tool."""
+            steps = []
+            for step in trace.sub_questions:
+                if step.needs_tool and step.tool_code is None:
+                    step = synth.synthesize_tool(trace, step, stable_seed(seed, trace.id)) or step
+                steps.append(step)
+            return trace.model_copy(update={"sub_questions": steps})
+
         def traces_of(group: ServerGroup) -> list[Any]:
             tasks = {t.id: t for t in group.of("tasks")}
             synth = (
@@ -177,39 +229,34 @@ class SynthesizeQA(SparkStage):
                 else None
             )
             out = []
-            for trajectory in group.of("trajectories"):
-                task = tasks.get(trajectory.task_id)
-                if task is None:
-                    continue
-                trace = trace_from_trajectory(
-                    trajectory,
-                    task,
-                    group.of("tools"),
-                    domain=domains.get(group.server_id, "general"),
-                    source=f"trajectory:{trajectory.agent_model}",
-                )
-                if trace is None:
-                    group.dropped["qa_no_usable_call"] += 1
-                    continue
-                checks = structure_checks(trace.sub_questions)
-                failed = [c.dimension for c in checks if c.passed is not True]
-                if len(trace.sub_questions) < params.min_steps:
-                    failed.append(f"fewer than {params.min_steps} sub-questions")
-                if synth is not None and not failed:
-                    judged = synth.judge_trace(trace, stable_seed(seed, trace.id))
-                    checks = [*checks, *judged]
-                    failed += [c.dimension for c in judged if c.passed is False]
-                out.append(
-                    trace.model_copy(
-                        update={
-                            "checks": checks,
-                            "selected": not failed,
-                            "selection": "all rule checks passed"
-                            if not failed
-                            else "failed: " + ", ".join(failed),
-                        }
+            if params.source in ("trajectories", "both"):
+                for trajectory in group.of("trajectories"):
+                    task = tasks.get(trajectory.task_id)
+                    if task is None:
+                        continue
+                    trace = trace_from_trajectory(
+                        trajectory,
+                        task,
+                        group.of("tools"),
+                        domain=domains.get(group.server_id, "general"),
+                        source=f"trajectory:{trajectory.agent_model}",
                     )
+                    if trace is None:
+                        group.dropped["qa_no_usable_call"] += 1
+                        continue
+                    out.append(checked(trace, synth))
+            server = by_id.get(group.server_id)
+            if synth is not None and server is not None and params.source in ("llm", "both"):
+                written = synth.generate_traces(
+                    server,
+                    group.of("tools"),
+                    params.llm_traces_per_server,
+                    (params.min_hops, params.max_hops),
+                    stable_seed(seed, server.id),
                 )
+                if not written:
+                    group.dropped["qa_llm_wrote_none"] += 1
+                out.extend(checked(with_tools(trace, synth), synth) for trace in written)
             return out
 
         tasks = self.frame(ctx, "tasks")
@@ -220,8 +267,10 @@ class SynthesizeQA(SparkStage):
         trajectories = trajectories.join(
             servers_frame, trajectories["task_id"] == servers_frame["_task"], "inner"
         ).drop("_task")
+        # LLM traces are written per server from its tools, whether or not it has tasks.
+        needing = None if params.source != "trajectories" else tasks
         context = {
-            "tools": (pack(self.of_servers(ctx, "tools", tasks), "tools"), Tool),
+            "tools": (pack(self.of_servers(ctx, "tools", needing), "tools"), Tool),
             "tasks": (pack(tasks, "tasks"), Task),
             "trajectories": (pack(trajectories, "trajectories", "_server"), Trajectory),
         }
@@ -290,6 +339,8 @@ class DraftTool:
     rows: list[MockRow] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
     merged_from: list[str] = field(default_factory=list)
+    #: Code an LLM wrote for one step (used as is: never templated, never merged).
+    written: str | None = None
 
     def key_names(self) -> list[str]:
         """What a call is looked up by: the required arguments, unless two recorded calls
@@ -325,6 +376,8 @@ class DraftTool:
         )
 
     def code(self, decoys_per_row: int) -> str:
+        if self.written is not None:
+            return self.written
         names = self.key_names()
         rows = list(self.rows)
         for row in self.rows:
@@ -333,8 +386,15 @@ class DraftTool:
         return tool_source(self.name, self.description, self.parameters, rows, key_all=not names)
 
 
-def _step_rows(trace: QATrace) -> list[tuple[str, MockRow, str]]:
-    """(tool name, mock row, answer) of each sub-question, with its state links."""
+DraftKey = tuple[str | None, str]
+
+
+def _step_rows(trace: QATrace) -> list[tuple[DraftKey, MockRow, str]]:
+    """(draft key, mock row, sid) of each tool-needing sub-question, with its state links.
+
+    A recorded call's tool is keyed by (server, tool name), so every trace calling it shares
+    it; an LLM-written tool belongs to its trace alone: (trace id, tool name).
+    """
     from jobs.envs.codegen import writes_state
 
     created: set[str] = set()
@@ -343,6 +403,9 @@ def _step_rows(trace: QATrace) -> list[tuple[str, MockRow, str]]:
         if not step.needs_tool or not step.tool_name or step.arguments is None:
             continue
         arguments = json.loads(step.arguments)
+        if step.tool_code is not None:
+            out.append(((trace.id, step.tool_name), MockRow(arguments, None), step.sid))
+            continue
         result = json.loads(step.result) if step.result else {"answer": step.answer}
         requires = sorted(
             {
@@ -353,25 +416,35 @@ def _step_rows(trace: QATrace) -> list[tuple[str, MockRow, str]]:
         )
         creates = created_values(result) if writes_state(step.tool_name) else []
         created.update(creates)
-        out.append((step.tool_name, MockRow(arguments, result, requires, creates), step.sid))
+        key = (trace.server_id, step.tool_name)
+        out.append((key, MockRow(arguments, result, requires, creates), step.sid))
     return out
 
 
-def draft_tools(
-    traces: list[QATrace], tools: dict[tuple[str | None, str], Tool]
-) -> dict[tuple[str | None, str], DraftTool]:
-    """One draft per (server, tool name), holding the rows of every trace that calls it."""
-    drafts: dict[tuple[str | None, str], DraftTool] = {}
+def draft_tools(traces: list[QATrace], tools: dict[DraftKey, Tool]) -> dict[DraftKey, DraftTool]:
+    """One draft per key of :func:`_step_rows`, holding the rows of every trace using it."""
+    drafts: dict[DraftKey, DraftTool] = {}
     for trace in sorted(traces, key=lambda t: t.id):
-        for name, row, sid in _step_rows(trace):
-            key = (trace.server_id, name)
-            if key not in drafts:
+        steps = {s.sid: s for s in trace.sub_questions}
+        for key, row, sid in _step_rows(trace):
+            step = steps[sid]
+            if key not in drafts and step.tool_code is not None:
+                drafts[key] = DraftTool(
+                    server_id=trace.server_id,
+                    domain=trace.domain,
+                    name=python_name(key[1]),
+                    description=step.tool_description or key[1],
+                    parameters=json.loads(step.tool_parameters or '{"type": "object"}'),
+                    output_schema=None,
+                    written=step.tool_code,
+                )
+            elif key not in drafts:
                 tool = tools.get(key)
                 drafts[key] = DraftTool(
                     server_id=trace.server_id,
                     domain=trace.domain,
-                    name=python_name(name),
-                    description=tool.description if tool else name,
+                    name=python_name(key[1]),
+                    description=tool.description if tool else key[1],
                     parameters=dict(tool.parameters) if tool else {"type": "object"},
                     output_schema=dict(tool.output_schema) if tool and tool.output_schema else None,
                 )
@@ -380,12 +453,13 @@ def draft_tools(
 
 
 def merge_by_intent(
-    drafts: dict[tuple[str | None, str], DraftTool], threshold: float
-) -> dict[tuple[str | None, str], DraftTool]:
+    drafts: dict[DraftKey, DraftTool], threshold: float
+) -> dict[DraftKey, DraftTool]:
     """Map each draft key to the tool that serves it after cross-server merging."""
-    by_signature: dict[str, list[tuple[str | None, str]]] = defaultdict(list)
+    by_signature: dict[str, list[DraftKey]] = defaultdict(list)
     for key in sorted(drafts, key=str):
-        by_signature[drafts[key].signature].append(key)
+        if drafts[key].written is None:  # merging LLM-written code needs a model; not done
+            by_signature[drafts[key].signature].append(key)
     serving = {key: drafts[key] for key in drafts}
     for keys in by_signature.values():
         servers = {drafts[k].server_id for k in keys}
@@ -414,14 +488,14 @@ def merge_by_intent(
 
 
 def _env_spec(
-    trace: QATrace, serving: dict[tuple[str | None, str], DraftTool], decoys_per_row: int
+    trace: QATrace, serving: dict[DraftKey, DraftTool], decoys_per_row: int
 ) -> dict[str, Any]:
     """What the sandbox needs to verify one trace's environment."""
     names: list[str] = []
     codes: list[str] = []
     calls: list[dict[str, Any]] = []
-    for name, row, sid in _step_rows(trace):
-        tool = serving[(trace.server_id, name)]
+    for key, row, sid in _step_rows(trace):
+        tool = serving[key]
         if tool.name not in names:
             names.append(tool.name)
             codes.append(tool.code(decoys_per_row))
@@ -438,7 +512,7 @@ def _env_spec(
         )
     return {
         "qa_id": trace.id,
-        "code": "\n\n".join(codes),
+        "code": tools_module(list(zip(names, codes, strict=True))),
         "tool_names": json.dumps(names),
         "calls": json.dumps(calls),
     }
@@ -600,7 +674,7 @@ class BuildEnvironments(SparkStage):
         ctx: JobContext,
         params: EnvParams,
         traces: list[QATrace],
-        serving: dict[tuple[str | None, str], DraftTool],
+        serving: dict[DraftKey, DraftTool],
         outcome: dict[str, dict[str, Any]],
         timings: dict[str, float],
     ) -> None:
@@ -655,8 +729,8 @@ class BuildEnvironments(SparkStage):
                 continue
             env_tools: list[EnvTool] = []
             expected = []
-            for name, row, sid in _step_rows(trace):
-                tool = rows[id(serving[(trace.server_id, name)])]
+            for key, row, sid in _step_rows(trace):
+                tool = rows[id(serving[key])]
                 if tool not in env_tools:
                     env_tools.append(tool)
                 answer = next(s.answer for s in trace.sub_questions if s.sid == sid)

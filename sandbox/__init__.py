@@ -78,6 +78,7 @@ Usage::
 
 from sandbox.calls import InvalidCallError, ToolCall, parse_call
 from sandbox.core import Sandbox
+from sandbox.modules import tools_module
 from sandbox.policy import ALLOWED_MODULES, Limits
 from sandbox.pool import RunRequest, SandboxPool, SessionOutcome
 from sandbox.result import ExecutionResult
@@ -111,4 +112,5 @@ __all__ = [
     "derive_call_seed",
     "parse_call",
     "run_session",
+    "tools_module",
 ]

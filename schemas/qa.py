@@ -31,6 +31,11 @@ class SubQuestion(Struct):
     arguments: str | None = None
     #: The whole value the call returned when the trace was recorded, as canonical JSON.
     result: str | None = None
+    #: A tool written for this step by an LLM (traces without recorded calls): its code,
+    #: description and parameter schema (canonical JSON). Template tools leave these None.
+    tool_code: str | None = None
+    tool_description: str | None = None
+    tool_parameters: str | None = None
 
 
 class QACheck(Struct):

@@ -18,7 +18,7 @@ from jobs.envs.verify import GoldCall, verify_replay
 from jobs.spark import SparkConfig, SparkSessionFactory
 from lake import Lake
 from sandbox import Environment as SandboxEnvironment
-from sandbox import Sandbox, Session
+from sandbox import Sandbox, Session, tools_module
 from schemas import Environment, EnvTool, QATrace, SubQuestion, canonical_json
 from training.rewards import f1, outcome_of
 
@@ -280,9 +280,10 @@ def test_replaying_a_solved_task_from_the_lake_reproduces_the_answers(
     built: Lake, sandbox: Sandbox
 ) -> None:
     envs = [Environment.from_record(r) for r in built.read("environments").to_arrow().to_pylist()]
-    tools = {r["id"]: r["code"] for r in built.read("env_tools").to_arrow().to_pylist()}
+    tools = {r["id"]: r for r in built.read("env_tools").to_arrow().to_pylist()}
     for env in envs:
-        code = "\n\n".join(tools[i] for i in env.tool_ids + env.distractor_tool_ids)
+        every = [tools[i] for i in env.tool_ids + env.distractor_tool_ids]
+        code = tools_module([(tool["name"], tool["code"]) for tool in every])
         session = Session(sandbox, SandboxEnvironment(code=code, initial_state=env.initial_state))
         calls = []
         for answer in env.expected:

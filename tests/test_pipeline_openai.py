@@ -27,7 +27,16 @@ from jobs.llm import load_prompt
 from jobs.llm.synthesizer import RUBRIC_CRITERIA
 from jobs.spark import SparkConfig, SparkSessionFactory
 from lake import Lake
-from schemas import Chain, LLMCall, QATrace, Reward, ToolEdge, Trajectory
+from schemas import (
+    Chain,
+    Environment,
+    EnvTool,
+    LLMCall,
+    QATrace,
+    Reward,
+    ToolEdge,
+    Trajectory,
+)
 
 API_KEY = "sk-pipeline-test"
 PROMPT_NAMES = (
@@ -44,10 +53,12 @@ PROMPT_NAMES = (
     "judge_planning",
     "judge_query_understanding",
     "judge_tool_success",
+    "qa_generation",
     "qa_verify",
     "query_generation",
     "task_rubric",
     "tool_simulator",
+    "tool_synthesis",
 )
 PLACEHOLDER = re.compile(r"(?<!\{)\{[a-z_]+\}(?!\})")
 
@@ -138,12 +149,56 @@ def scripted_model(payload: dict[str, Any]) -> tuple[int, Any]:
             "completeness": spread,
             "rationale": "checked",
         }
+    elif name == "qa_generation":
+        tag = digest(text)
+        reply = {"traces": [written_trace(f"{tag}-{i}") for i in range(2)]}
+    elif name == "tool_synthesis":
+        reply = written_tool(text)
     elif name == "judge_final_answer":
         return 200, completion("The answer looks fine to me.")  # never JSON: fails closed
     else:
         count = int(re.search(r"exactly (\d+)", text).group(1))  # type: ignore[union-attr]
         reply = {"scores": [1] * count, "rationale": "fine"}
     return 200, completion(json.dumps(reply))
+
+
+def written_trace(tag: str) -> dict[str, Any]:
+    """A two-hop trace as the model writes it: concrete answers, the second needs the first."""
+    return {
+        "question": f"Which courier serves the depot of order {tag}?",
+        "answer": f"courier-{tag}",
+        "scenario": "multi_hop",
+        "user_background": "a shop owner",
+        "sub_questions": [
+            {"sid": "q1", "question": f"Which depot ships order {tag}?",
+             "answer": f"depot-{tag}", "hop": 1, "depends_on": [], "needs_tool": True},
+            {"sid": "q2", "question": "Which courier serves that depot?",
+             "answer": f"courier-{tag}", "hop": 2, "depends_on": ["q1"], "needs_tool": True},
+        ],
+    }  # fmt: skip
+
+
+def written_tool(text: str) -> dict[str, Any]:
+    """A lookup tool as the model writes it: a small table holding the step's answer."""
+    answer = re.search(r"^Its answer: (.*)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    name = f"lookup_{digest(text)[:6]}"
+    key = f"key-{digest(answer)[:6]}"
+    table = {key: {"value": answer}, "other": {"value": "something else"}}
+    code = (
+        f"TABLE = {table!r}\n\n"
+        f"def {name}(key):\n"
+        "    if key not in TABLE:\n"
+        "        return {'error': 'no record for that key'}\n"
+        "    return TABLE[key]\n"
+    )
+    return {
+        "name": name,
+        "description": "Look up a record by its key.",
+        "parameters": {"type": "object", "properties": {"key": {"type": "string"}},
+                       "required": ["key"]},
+        "arguments": {"key": key},
+        "code": code,
+    }  # fmt: skip
 
 
 def agent_turn(payload: dict[str, Any]) -> dict[str, Any]:
@@ -184,6 +239,8 @@ def run(
                 "synthesis.failure_rate": "0.0",
                 "synthesis.max_turns": "4",
                 "environments.min_steps": "1",
+                "environments.qa_source": "both",
+                "environments.llm_traces_per_server": "2",
                 "environments.keep_percentile": "50",
             },
         )
@@ -193,7 +250,7 @@ def run(
         lake = Lake(tmp_path_factory.mktemp("openai-pipeline") / "lake")
         try:
             outcomes = run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
-            outcomes += run_stages(lake, config, environment_jobs(config)[:1], factory=factory)
+            outcomes += run_stages(lake, config, environment_jobs(config), factory=factory)
         finally:
             factory.stop()
         yield lake, outcomes, server
@@ -205,13 +262,14 @@ def rows(lake: Lake, table: str, model: Any) -> list[Any]:
 
 def test_every_stage_ran_through_the_server_and_every_call_is_logged(run) -> None:
     lake, outcomes, server = run
-    assert [o.stage for o in outcomes][-6:] == [
+    assert [o.stage for o in outcomes][-7:] == [
         "sample-chains",
         "generate-tasks",
         "generate-trajectories",
         "score-trajectories",
         "select-sft",
         "synthesize-qa",
+        "build-environments",
     ]
     calls = rows(lake, "llm_calls", LLMCall)
     prompts = Counter(c.prompt_name for c in calls)
@@ -272,7 +330,7 @@ def test_qa_traces_are_judged_and_kept_above_the_recorded_percentile(run) -> Non
     traces = rows(lake, "qa_traces", QATrace)
     judged = [t for t in traces if any(c.judge_model == "openai@scripted" for c in t.checks)]
     assert judged and len(judged) == len(traces)
-    recorded = outcomes[-1].result.run.metrics["qa_keep_threshold"]
+    recorded = outcomes[-2].result.run.metrics["qa_keep_threshold"]
     assert recorded["percentile"] == 50 and recorded["judged"] == len(judged)
     threshold = recorded["threshold"]
     for trace in judged:
@@ -280,3 +338,17 @@ def test_qa_traces_are_judged_and_kept_above_the_recorded_percentile(run) -> Non
         assert score is not None
         assert trace.selected == (score >= threshold), trace.selection
     assert 0 < sum(t.selected for t in judged) < len(judged)
+
+
+def test_llm_written_traces_get_llm_written_tools_verified_in_the_sandbox(run) -> None:
+    lake, _, _ = run
+    written = [t for t in rows(lake, "qa_traces", QATrace) if t.source == "llm:openai@scripted"]
+    assert len(written) == 2 * 5
+    assert all(s.tool_code and s.tool_name for t in written for s in t.sub_questions)
+    selected = {t.id for t in written if t.selected}
+    environments = rows(lake, "environments", Environment)
+    from_llm = [e for e in environments if e.qa_trace_id in selected]
+    assert from_llm and len(from_llm) == len(selected)
+    tools = {t.id: t for t in rows(lake, "env_tools", EnvTool)}
+    for env in from_llm:
+        assert all(tools[i].verified and tools[i].name.startswith("lookup_") for i in env.tool_ids)

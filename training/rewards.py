@@ -94,8 +94,7 @@ def solved_subtasks(
     solved = set()
     for answer in expected:
         if any(
-            name == answer.tool_name and holds_answer(value, answer.answer)
-            for name, value in calls
+            name == answer.tool_name and holds_answer(value, answer.answer) for name, value in calls
         ):
             solved.add(answer.sub_question_id)
     return solved

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, TypeVar
 
+from jobs.envs.traces import scenario_of
 from jobs.llm.client import CallLog, ChatBackend, ChatReply, message_to_openai
 from jobs.llm.prompts import Prompt, load_prompt
 from jobs.llm.structured import Structured, ask_structured, derive_seed, json_object
@@ -37,7 +38,7 @@ from schemas import (
     Verdict,
     canonical_json,
 )
-from schemas.qa import QACheck
+from schemas.qa import QACheck, SubQuestion
 from schemas.tasks import RubricScore
 
 T = TypeVar("T")
@@ -660,6 +661,92 @@ class LLMSynthesizer:
         return rewards
 
     # -- QA traces -----------------------------------------------------------------------------
+
+    def generate_traces(
+        self, server: ToolServer, tools: list[Tool], n: int, hops: tuple[int, int], seed: int
+    ) -> list[QATrace]:
+        """ASTRA's QA trace writer, seeded with the server's domain and what its tools do.
+        Traces that do not parse are dropped (the call is logged as failed)."""
+        if n < 1:
+            return []
+
+        def parse(reply: ChatReply) -> list[QATrace]:
+            body = json_object(reply)
+            entries = body["traces"]
+            if not isinstance(entries, list):
+                raise ValueError("'traces' must be a list")
+            traces = []
+            for entry in entries:
+                steps = [SubQuestion.model_validate(s) for s in entry["sub_questions"]]
+                traces.append(
+                    QATrace(
+                        domain=server.domain,
+                        server_id=server.id,
+                        question=str(entry["question"]),
+                        answer=str(entry["answer"]),
+                        user_background=str(entry.get("user_background") or ""),
+                        scenario=entry.get("scenario") or scenario_of(steps),
+                        sub_questions=steps,
+                        source=f"llm:{self.name}",
+                        parent_ids=[server.id],
+                    )
+                )
+            return traces
+
+        context = f"{server.title}: {server.description}\n{tool_list(tools[:30])}"
+        result = self._ask(
+            "qa_generation",
+            {
+                "domain": server.domain,
+                "context": context,
+                "n": n,
+                "min_hops": hops[0],
+                "max_hops": hops[1],
+            },
+            parse,
+            derive_seed(seed, "qa_generation", server.id, n),
+        )
+        return list(result.value or [])[:n] if result.ok else []
+
+    def synthesize_tool(self, trace: QATrace, step: SubQuestion, seed: int) -> SubQuestion | None:
+        """A tool for one step: document, call arguments and code with mock data; None when
+        no usable reply came (the step then has no tool, and the trace fails its checks)."""
+        answers = {s.sid: s.answer for s in trace.sub_questions}
+        context = ", ".join(f"{d} = {answers[d]!r}" for d in step.depends_on if d in answers)
+
+        def parse(reply: ChatReply) -> SubQuestion:
+            body = json_object(reply)
+            name, code = _text(body, "name"), _text(body, "code")
+            parameters, arguments = body["parameters"], body["arguments"]
+            if not isinstance(parameters, dict) or parameters.get("type") != "object":
+                raise ValueError("'parameters' must be a JSON schema of type object")
+            if not isinstance(arguments, dict):
+                raise ValueError("'arguments' must be an object of argument values")
+            if not name.isidentifier() or f"def {name}(" not in code:
+                raise ValueError(f"'code' must define a function named {name!r}")
+            return step.model_copy(
+                update={
+                    "needs_tool": True,
+                    "tool_name": name,
+                    "arguments": canonical_json(arguments),
+                    "tool_code": code,
+                    "tool_description": _text(body, "description"),
+                    "tool_parameters": canonical_json(parameters),
+                }
+            )
+
+        result = self._ask(
+            "tool_synthesis",
+            {
+                "domain": trace.domain,
+                "question": step.question,
+                "answer": step.answer,
+                "context": context or "none",
+            },
+            parse,
+            derive_seed(seed, "tool_synthesis", trace.id, step.sid),
+        )
+        return result.value if result.ok else None
 
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
         """ASTRA's trace verification: tool necessity per sub-question (passed when every

@@ -28,7 +28,7 @@ from schemas import (
     Trajectory,
     Verdict,
 )
-from schemas.qa import QACheck
+from schemas.qa import QACheck, SubQuestion
 from schemas.tasks import RubricScore
 
 AugmentKind = Literal["diverse", "complicate", "persona"]
@@ -86,6 +86,18 @@ class Synthesizer(Protocol):
         self, tool: Tool, arguments: str, history: list[Message], seed: int
     ) -> ToolOutcome:
         """A schema-conformant result for a call of ``tool``, consistent with ``history``."""
+        ...
+
+    def generate_traces(
+        self, server: ToolServer, tools: list[Tool], n: int, hops: tuple[int, int], seed: int
+    ) -> list[QATrace]:
+        """Up to ``n`` decomposed QA traces in the server's domain, written by a model; the
+        offline backend writes none (it derives traces from trajectories)."""
+        ...
+
+    def synthesize_tool(self, trace: QATrace, step: SubQuestion, seed: int) -> SubQuestion | None:
+        """The step with a model-written tool (code, schema, call arguments), or None when
+        none could be had; the offline backend builds tools from recorded calls instead."""
         ...
 
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:

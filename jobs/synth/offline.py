@@ -13,6 +13,8 @@ What it does:
 - ``augment``: ``diverse`` (new values and scenario), ``complicate`` (an added budget,
   deadline or policy constraint), ``persona`` (rewritten for a sampled persona). It needs the
   server and its tools, given at construction; for an unknown server it returns None.
+- ``generate_traces`` and ``synthesize_tool`` make nothing: offline QA traces are derived from
+  completed trajectories and their tools are templates over the recorded calls.
 - ``judge_trace`` makes no checks: a QA trace's rule checks run for every backend, and the
   LLM's scores are not imitated.
 - ``score_task``: the rule rubric of :func:`jobs.synth.tasks.rubric` (status ``ok``).
@@ -64,7 +66,7 @@ from schemas import (
     Trajectory,
     Verdict,
 )
-from schemas.qa import QACheck
+from schemas.qa import QACheck, SubQuestion
 from schemas.rewards import JudgeStatus
 from schemas.tasks import RubricScore
 
@@ -350,6 +352,14 @@ class OfflineSynthesizer:
         self, tool: Tool, arguments: str, history: list[Message], seed: int
     ) -> ToolOutcome:
         return self.simulator.execute(tool, arguments, history, seed)
+
+    def generate_traces(
+        self, server: ToolServer, tools: list[Tool], n: int, hops: tuple[int, int], seed: int
+    ) -> list[QATrace]:
+        return []  # offline traces come from trajectories (jobs.envs.traces)
+
+    def synthesize_tool(self, trace: QATrace, step: SubQuestion, seed: int) -> SubQuestion | None:
+        return None  # offline tools are templates over recorded calls (jobs.envs.codegen)
 
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
         return []  # no model to judge with; the rule checks run for every backend
