@@ -117,11 +117,12 @@ def environment_jobs(config: AstraConfig) -> list[Job]:
         ).with_api_key(api_key(config)),
         BuildEnvironments(
             EnvParams(
+                **backend,
                 merge_threshold=env.merge_threshold,
                 distractors_per_band=env.distractors_per_band,
                 decoys_per_row=env.decoys_per_row,
             )
-        ),
+        ).with_api_key(api_key(config)),
     ]
 
 

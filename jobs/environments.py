@@ -28,7 +28,7 @@ import json
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -45,6 +45,7 @@ from jobs.stages import (
     BackendParams,
     ServerGroup,
     SparkStage,
+    llm_for,
     make_synthesizer,
     pack,
     per_server,
@@ -299,7 +300,7 @@ class SynthesizeQA(SparkStage):
 
 
 @dataclass(frozen=True)
-class EnvParams:
+class EnvParams(BackendParams):
     merge_threshold: float = field(
         default=0.9,
         metadata={
@@ -318,6 +319,7 @@ class EnvParams:
     )
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 0.0 < self.merge_threshold <= 1.0:
             raise ValueError(f"merge_threshold must lie in (0, 1], got {self.merge_threshold}")
         if self.distractors_per_band < 0 or self.decoys_per_row < 0:
@@ -453,9 +455,16 @@ def draft_tools(traces: list[QATrace], tools: dict[DraftKey, Tool]) -> dict[Draf
 
 
 def merge_by_intent(
-    drafts: dict[DraftKey, DraftTool], threshold: float
+    drafts: dict[DraftKey, DraftTool],
+    threshold: float,
+    confirm: Callable[[list[DraftTool]], bool | None] | None = None,
 ) -> dict[DraftKey, DraftTool]:
-    """Map each draft key to the tool that serves it after cross-server merging."""
+    """Map each draft key to the tool that serves it after cross-server merging.
+
+    Candidates share their argument and return structure and embed within ``threshold``;
+    ``confirm`` (an LLM's judgment, when one is configured) must then say yes: a no or a
+    failed judgment keeps them apart.
+    """
     by_signature: dict[str, list[DraftKey]] = defaultdict(list)
     for key in sorted(drafts, key=str):
         if drafts[key].written is None:  # merging LLM-written code needs a model; not done
@@ -470,6 +479,8 @@ def merge_by_intent(
             if len(group) < 2:
                 continue
             members = [keys[i] for i in group]
+            if confirm is not None and confirm([drafts[k] for k in members]) is not True:
+                continue
             head = drafts[members[0]]
             merged = DraftTool(
                 server_id=head.server_id,
@@ -631,7 +642,7 @@ class BuildEnvironments(SparkStage):
         "traces and servers), verified in the sandbox, with distractors in three bands"
     )
     inputs: ClassVar[tuple[str, ...]] = ("tools", "qa_traces")
-    outputs: ClassVar[tuple[str, ...]] = ("env_tools", "environments")
+    outputs: ClassVar[tuple[str, ...]] = ("env_tools", "environments", "llm_calls")
     Params: ClassVar[type] = EnvParams
 
     def run(self, ctx: JobContext) -> None:
@@ -653,7 +664,19 @@ class BuildEnvironments(SparkStage):
         timings["drafting_s"] += time.perf_counter() - start
 
         start = time.perf_counter()
-        serving = merge_by_intent(drafts, params.merge_threshold)
+        confirm = None
+        calls: list[Any] = []
+        if params.backend != "offline":
+            synthesizer, log = llm_for(params, self.api_key)
+            calls = log.rows
+
+            def confirm(group: list[DraftTool]) -> bool | None:
+                described = [(d.name, d.description, canonical_json(d.parameters)) for d in group]
+                return synthesizer.confirm_merge(described, ctx.seed)
+
+        serving = merge_by_intent(drafts, params.merge_threshold, confirm)
+        if calls:
+            ctx.append("llm_calls", LLMCall.to_arrow(list(calls)))
         timings["merge_embedding_s"] += time.perf_counter() - start
 
         start = time.perf_counter()

@@ -214,6 +214,12 @@ def test_merge_within_and_across_servers_keeps_every_members_answer(sandbox: San
     for trace in traces:
         outcome = verify_spec(_env_spec(trace, serving, decoys_per_row=2))
         assert outcome["ok"], outcome
+    # An LLM's confirmation, when configured, must say yes: no, or no judgment, keeps apart.
+    for verdict in (False, None):
+        apart = merge_by_intent(drafts, threshold=0.9, confirm=lambda group, v=verdict: v)
+        assert apart[("s2", "current_weather")] is not apart[("s1", "get_weather")]
+    together = merge_by_intent(drafts, threshold=0.9, confirm=lambda group: True)
+    assert together[("s2", "current_weather")] is together[("s1", "get_weather")]
 
 
 def test_conflicting_calls_fall_back_to_every_argument_as_the_key() -> None:

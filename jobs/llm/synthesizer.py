@@ -748,6 +748,22 @@ class LLMSynthesizer:
         )
         return result.value if result.ok else None
 
+    def confirm_merge(self, tools: list[tuple[str, str, str]], seed: int) -> bool | None:
+        """Whether tools (name, description, parameter schema JSON) of different servers share
+        one intent; None when no usable judgment came back (the caller then does not merge)."""
+
+        def parse(reply: ChatReply) -> bool:
+            value = json_object(reply)["same_intent"]
+            if not isinstance(value, bool):
+                raise ValueError("'same_intent' must be true or false")
+            return value
+
+        listing = "\n".join(f"- {n}: {d} Parameters: {p}" for n, d, p in tools)
+        result = self._ask(
+            "merge_confirm", {"tools": listing}, parse, derive_seed(seed, "merge", listing)
+        )
+        return result.value if result.ok else None
+
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
         """ASTRA's trace verification: tool necessity per sub-question (passed when every
         sub-question another depends on needs a tool) and four scores in [0, 1]. A reply that

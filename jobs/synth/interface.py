@@ -100,6 +100,11 @@ class Synthesizer(Protocol):
         none could be had; the offline backend builds tools from recorded calls instead."""
         ...
 
+    def confirm_merge(self, tools: list[tuple[str, str, str]], seed: int) -> bool | None:
+        """Whether tools (name, description, parameters JSON) of different servers share one
+        intent; None when it cannot tell (then they are not merged)."""
+        ...
+
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
         """Model checks of a decomposed QA trace (tool necessity and ASTRA's four scores);
         the offline backend makes none (the rule checks run for every backend)."""

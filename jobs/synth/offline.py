@@ -15,6 +15,7 @@ What it does:
   server and its tools, given at construction; for an unknown server it returns None.
 - ``generate_traces`` and ``synthesize_tool`` make nothing: offline QA traces are derived from
   completed trajectories and their tools are templates over the recorded calls.
+- ``confirm_merge`` accepts what the structure gate and the embedding threshold matched.
 - ``judge_trace`` makes no checks: a QA trace's rule checks run for every backend, and the
   LLM's scores are not imitated.
 - ``score_task``: the rule rubric of :func:`jobs.synth.tasks.rubric` (status ``ok``).
@@ -360,6 +361,9 @@ class OfflineSynthesizer:
 
     def synthesize_tool(self, trace: QATrace, step: SubQuestion, seed: int) -> SubQuestion | None:
         return None  # offline tools are templates over recorded calls (jobs.envs.codegen)
+
+    def confirm_merge(self, tools: list[tuple[str, str, str]], seed: int) -> bool | None:
+        return True  # the structure gate and embedding threshold are the offline rule
 
     def judge_trace(self, trace: QATrace, seed: int) -> list[QACheck]:
         return []  # no model to judge with; the rule checks run for every backend
