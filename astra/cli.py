@@ -26,6 +26,7 @@ from astra.output import (
     rich_progress,
     to_jsonable,
 )
+from astra.train_cli import app as train_app
 from lake import Lake, LakeError
 from lake.lineage import LineageNode, lineage
 from sandbox.cli import app as sandbox_app
@@ -65,6 +66,7 @@ app.add_typer(sandbox_app, name="sandbox")
 pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
+app.add_typer(train_app, name="train")
 
 LakeOption = Annotated[
     str,
@@ -572,10 +574,19 @@ def main() -> None:
     from jobs.ingest import CatalogError
     from jobs.params import ParamsError
     from jobs.replay import ReplayError
+    from training.pinned import UnpinnedInputError
 
     try:
         app()
-    except (CliError, LakeError, ParamsError, CatalogError, ReplayError, ConfigError) as exc:
+    except (
+        CliError,
+        LakeError,
+        ParamsError,
+        CatalogError,
+        ReplayError,
+        ConfigError,
+        UnpinnedInputError,
+    ) as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
     except KeyError as exc:

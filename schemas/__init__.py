@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from schemas.base import Json, Row, Struct, TableModel, canonical_json, content_id
 from schemas.chains import Chain, Verdict
+from schemas.checkpoints import Checkpoint
 from schemas.environments import Distractor, Environment, EnvTool, ExpectedAnswer
 from schemas.evals import Eval
 from schemas.events import EventRecord
@@ -35,6 +36,7 @@ DATA_TABLES: dict[str, type[Row]] = {
         EnvTool,
         Environment,
         Rollout,
+        Checkpoint,
         Eval,
         Reject,
     )
@@ -63,6 +65,7 @@ __all__ = [
     "DATA_TABLES",
     "SYSTEM_TABLES",
     "Chain",
+    "Checkpoint",
     "Distractor",
     "EdgeEvidence",
     "EnvTool",

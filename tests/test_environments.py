@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from astra.pipeline import run_environment_pipeline, run_trajectory_pipeline
+from astra.pipeline import run_environment_pipeline
 from jobs.config import load_config
 from jobs.environments import DraftTool, _env_spec, draft_tools, merge_by_intent, verify_spec
 from jobs.envs.codegen import MockRow, created_values, tool_source
@@ -241,30 +241,20 @@ def test_conflicting_calls_fall_back_to_every_argument_as_the_key() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
-    config = load_config(
-        None,
-        {
-            "spark.master": "local[2]",
-            "spark.shuffle_partitions": "2",
-            "synthesis.chains_per_server": "3",
-            "synthesis.queries_per_chain": "1",
-            "synthesis.augmentations": "",
-        },
-    )
+def built(pipeline_lake: Lake) -> Iterator[Lake]:
+    from conftest import PIPELINE_SETTINGS
+
+    config = load_config(None, PIPELINE_SETTINGS)
     factory = SparkSessionFactory(
         SparkConfig(master="local[2]", python=sys.executable, shuffle_partitions=2)
     )
-    lake = Lake(tmp_path_factory.mktemp("envs") / "lake")
     try:
-        run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
-        outcomes = run_environment_pipeline(lake, config, factory=factory)
-        again = run_environment_pipeline(lake, config, factory=factory)
+        again = run_environment_pipeline(pipeline_lake, config, factory=factory)
     finally:
         factory.stop()
-    assert [o.stage for o in outcomes] == ["synthesize-qa", "build-environments"]
+    assert [o.stage for o in again] == ["synthesize-qa", "build-environments"]
     assert all(o.result.reused for o in again)
-    yield lake
+    yield pipeline_lake
 
 
 def test_every_environment_uses_verified_tools_and_has_distractors(built: Lake) -> None:

@@ -1,0 +1,101 @@
+"""``astra train``: training runs that read one pinned lake snapshot and write back to the lake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from astra.output import OutputFormat, console, print_json, print_rows
+
+app = typer.Typer(help="Train models on pinned lake snapshots (SFT, RL).", no_args_is_help=True)
+
+LakeOption = Annotated[
+    str,
+    typer.Option(
+        "--lake",
+        envvar="ASTRA_LAKE",
+        help="Lake location: a folder or an object-store URI (s3://bucket/path).",
+        show_envvar=True,
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format", "-f", help="Output format: table for people, json or csv for scripts."
+    ),
+]
+SnapshotArg = Annotated[
+    str | None,
+    typer.Option(
+        "--snapshot",
+        "-s",
+        help="The snapshot to train on (required: training never reads unpinned tables); "
+        "'new' pins the lake as it is now.",
+    ),
+]
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="A Hugging Face causal LM folder, or 'tiny' for a 2-layer model built from the "
+        "snapshot's own text (CPU).",
+    ),
+]
+DEFAULT_LAKE = "astra-lake"
+
+
+def _run_dir(kind: str, out: Path | None) -> Path:
+    return out or Path("runs") / f"{kind}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+
+
+@app.command("sft")
+def train_sft(
+    snapshot: SnapshotArg = None,
+    model: ModelOption = "tiny",
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder for checkpoints and metrics (default runs/).")
+    ] = None,
+    max_steps: Annotated[int, typer.Option(help="Stop after this many steps (-1: epochs).")] = -1,
+    epochs: Annotated[float, typer.Option(help="Passes over the train split (paper: 2).")] = 2.0,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.")] = 4,
+    learning_rate: Annotated[
+        float | None, typer.Option(help="Peak learning rate (default: scaled to the model).")
+    ] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 2048,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of data order and initialisation.")] = 0,
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """SFT with trl on the snapshot's sft_examples (assistant tokens only); checkpoints go to
+    the run folder and a row per checkpoint to the lake's checkpoints table."""
+    from lake import Lake
+    from training.sft import SFTSettings, run_sft
+
+    settings = SFTSettings(
+        max_steps=max_steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_length=max_length,
+        save_steps=save_steps,
+        seed=seed,
+    )
+    with console.status("training (SFT)"):
+        result = run_sft(Lake(lake), snapshot, model, _run_dir("sft", out), settings)
+    summary = {
+        "run_id": result.run_id,
+        "snapshot": result.checkpoints[-1].snapshot,
+        "steps": result.metrics["steps"],
+        "train_loss": round(result.metrics["train_loss"], 4),
+        "seconds": result.metrics["seconds"],
+        "checkpoint": result.checkpoints[-1].id,
+        "path": result.checkpoints[-1].path,
+    }
+    if fmt is OutputFormat.JSON:
+        print_json(summary)
+        return
+    print_rows([summary], fmt, title="SFT run")
