@@ -85,3 +85,143 @@ def test_checkpoints_record_the_snapshot_and_reach_their_data(sft_run) -> None:
     }
     reached = {node.table for node in lineage(lake, checkpoint.id).walk() if node.found}
     assert {"checkpoints", "sft_examples", "trajectories", "tasks", "tools"} <= reached
+
+
+# -- RL ---------------------------------------------------------------------------------------
+
+
+def _gold_policy(tokenizer, env, fail_every: int = 0):
+    """A policy that emits the environment's gold calls, one per turn, then answers: the gold
+    replay. With ``fail_every`` = k, every k-th episode answers at once instead (no calls)."""
+    state = {"episode": -1, "turn": 0, "prompt": None}
+
+    def generate(ids: list[int]) -> list[int]:
+        if state["prompt"] is None or len(ids) <= state["prompt"]:
+            state["episode"] += 1
+            state["turn"] = 0
+        if state["turn"] == 0:
+            state["prompt"] = len(ids)
+        turn = state["turn"]
+        state["turn"] += 1
+        failing = fail_every and state["episode"] % fail_every == 0
+        if failing or turn >= len(env.expected):
+            text = "Done.<|im_end|>"
+        else:
+            answer = env.expected[turn]
+            call = {"name": answer.tool_name, "arguments": json.loads(answer.arguments)}
+            text = f"<tool_call>\n{json.dumps(call)}\n</tool_call><|im_end|>"
+        return tokenizer.encode(text, add_special_tokens=False)
+
+    return generate
+
+
+@pytest.fixture(scope="module")
+def rl_env(sft_run):
+    from schemas import Environment
+
+    lake, _, _ = sft_run
+    envs = [Environment.from_record(r) for r in lake.read("environments").to_arrow().to_pylist()]
+    return max(envs, key=lambda e: (len(e.expected), e.id))
+
+
+def test_rl_with_the_real_policy_skips_groups_without_variance(sft_run, tmp_path: Path) -> None:
+    from training.rl import RLSettings, run_rl
+
+    lake, out, _ = sft_run
+    settings = RLSettings(steps=1, group_size=2, groups_per_batch=1, max_groups_per_step=2,
+                          max_turns=2, max_new_tokens=24)  # fmt: skip
+    result = run_rl(lake, "pinned", str(out / "final"), tmp_path / "rl", settings)
+    step = result.metrics["history"][0]
+    # An untrained tiny model never writes a valid call: every reward is 0, no group trains.
+    assert step["groups_sampled"] == 2 and step["groups_skipped_no_variance"] == 2
+    assert step["groups_trained"] == 0 and step["loss"] is None
+    stored = lake.read("rollouts").to_arrow().to_pylist()
+    assert len(stored) == 4
+    for row in stored:
+        assert len(row["token_ids"]) == len(row["loss_mask"]) and sum(row["loss_mask"]) > 0
+        assert row["snapshot"] == "pinned" and row["reward"] == 0.0
+
+
+def test_gold_policy_scores_one_and_its_rollouts_replay_from_the_lake(
+    sft_run, rl_env, tmp_path: Path
+) -> None:
+    from sandbox import Sandbox
+    from schemas import Rollout
+    from training.models import load
+    from training.rl import load_runtimes, replay_rollout
+    from training.rollout import run_episode
+
+    lake, out, _ = sft_run
+    _, tokenizer = load(out / "final")
+    with Sandbox() as sandbox:
+        runtime = next(
+            r
+            for r in load_runtimes(PinnedInputs.resolve(lake, "pinned"), sandbox)
+            if r.env.id == rl_env.id
+        )
+        episode = run_episode(runtime, tokenizer, _gold_policy(tokenizer, rl_env), max_turns=8)
+        assert episode.reward == pytest.approx(1.0, abs=1e-5)
+        assert [t.ok for t in episode.tool_results] == [True] * len(rl_env.expected)
+        # Tool output is context, never trained on; sampled tokens are kept exactly.
+        for result in episode.tool_results:
+            assert result.value_json not in tokenizer.decode(
+                [t for t, m in zip(episode.token_ids, episode.loss_mask, strict=True) if m]
+            )
+        rollout = Rollout(
+            environment_id=rl_env.id, group_id="g", sample_index=0, policy_checkpoint="gold",
+            snapshot="pinned", messages=episode.messages, token_ids=episode.token_ids,
+            loss_mask=episode.loss_mask, tool_results=episode.tool_results,
+            reward=episode.reward, reward_parts=episode.reward_parts,
+            runtime_digest=sandbox.runtime_digest,
+        )  # fmt: skip
+        pairs = replay_rollout(lake, rollout, sandbox)
+    assert pairs and all(stored == again for stored, again in pairs)
+
+
+def test_a_group_with_variance_trains_and_moves_the_policy(sft_run, rl_env, tmp_path) -> None:
+    from training.models import load
+    from training.rl import RLSettings, run_rl
+
+    lake, out, _ = sft_run
+    _, tokenizer = load(out / "final")
+    settings = RLSettings(
+        steps=1, group_size=2, groups_per_batch=1, max_groups_per_step=2,
+        environments=(rl_env.id,),
+    )  # fmt: skip
+    generate = _gold_policy(tokenizer, rl_env, fail_every=2)  # rewards 0, 1, 0, 1, ...
+    result = run_rl(lake, "pinned", str(out / "final"), tmp_path / "rl", settings, generate)
+    step = result.metrics["history"][0]
+    assert step["groups_trained"] == 1 and step["groups_skipped_no_variance"] == 0
+    assert step["loss"] is not None
+    assert sorted(round(r.reward or 0.0, 4) for r in result.rollouts) == [0.0, 1.0]
+    before, _ = load(out / "final")
+    after, _ = load(tmp_path / "rl" / "final")
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before.parameters(), after.parameters(), strict=True)
+    )
+
+
+def test_grpo_loss_raises_the_likelihood_of_advantaged_tokens(sft_run) -> None:
+    from training.models import load
+    from training.rl import grpo_loss
+
+    _, out, _ = sft_run
+    model, tokenizer = load(out / "final")
+    good = tokenizer.encode("<tool_call>\n{}\n</tool_call>", add_special_tokens=False)
+    bad = tokenizer.encode("no call at all, sorry", add_special_tokens=False)
+    sequences = [(good, [0] + [1] * (len(good) - 1), 1.0), (bad, [0] + [1] * (len(bad) - 1), -1.0)]
+
+    def logp(ids: list[int]) -> float:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids])).logits[0, :-1]
+            chosen = torch.log_softmax(logits, -1).gather(1, torch.tensor(ids[1:])[:, None])
+            return float(chosen.sum())
+
+    before = logp(good), logp(bad)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    optimizer.zero_grad()
+    grpo_loss(model, sequences).backward()
+    optimizer.step()
+    # The positive-advantage sequence gains likelihood, and gains it over the negative one.
+    assert logp(good) > before[0]
+    assert logp(good) - logp(bad) > before[0] - before[1]

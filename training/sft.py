@@ -3,10 +3,11 @@
 Each example becomes a conversational row (``messages`` in the OpenAI tools format, with
 tool-call arguments as objects, and ``tools``); the chat template renders tool calls the way
 trl's Qwen2.5 template does, and its ``{% generation %}`` markers give the assistant mask that
-puts the loss on assistant tokens only (tool results and user turns are context). The run goes through the lake: its
-``RunStarted`` event records the snapshot, the table versions and content hashes it read,
-each checkpoint folder gets an ``astra_checkpoint.json`` with the same, and a ``checkpoints``
-row per checkpoint lands in the lake with the trained-on examples as its parents.
+puts the loss on assistant tokens only (tool results and user turns are context). The run
+goes through the lake: its ``RunStarted`` event records the snapshot, the table versions and
+content hashes it read, each checkpoint folder gets an ``astra_checkpoint.json`` with the
+same, and a ``checkpoints`` row per checkpoint lands in the lake with the trained-on
+examples as its parents.
 
 Defaults follow the paper (cosine schedule, 5% warmup, 2 epochs, no packing) scaled to the
 model: the learning rate is the paper's 5e-6 for models above 1B parameters, 2e-5 above
