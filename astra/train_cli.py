@@ -99,3 +99,80 @@ def train_sft(
         print_json(summary)
         return
     print_rows([summary], fmt, title="SFT run")
+
+
+@app.command("rl")
+def train_rl(
+    snapshot: SnapshotArg = None,
+    model: Annotated[
+        str, typer.Option("--model", help="The policy to start from: a causal LM folder.")
+    ] = "",
+    out: Annotated[
+        Path | None, typer.Option(help="Run folder for the checkpoint and metrics (default runs/).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer updates.")] = 2,
+    group_size: Annotated[int, typer.Option(help="Rollouts per environment group.")] = 4,
+    groups_per_batch: Annotated[int, typer.Option(help="Groups with signal per update.")] = 2,
+    max_groups_per_step: Annotated[
+        int, typer.Option(help="Groups sampled at most per step while filling the batch.")
+    ] = 6,
+    std_threshold: Annotated[
+        float, typer.Option(help="δ: train only on groups whose reward std exceeds it.")
+    ] = 0.01,
+    max_turns: Annotated[int, typer.Option(help="Assistant turns per rollout.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens sampled per turn.")] = 128,
+    learning_rate: Annotated[float, typer.Option(help="AdamW rate (paper: 2e-6).")] = 1e-4,
+    reward: Annotated[str, typer.Option(help="Reward: f1 (ASTRA), recall or precision.")] = "f1",
+    env: Annotated[
+        list[str] | None, typer.Option("--env", help="Train only on this environment (repeat).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and environment order.")] = 0,
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Multi-turn GRPO on the snapshot's environments, every tool call in the sandbox; every
+    rollout goes to the lake's rollouts table."""
+    from lake import Lake
+    from training.rl import RLSettings, run_rl
+
+    if not model:
+        raise typer.BadParameter("give --model PATH (e.g. an SFT checkpoint's folder)")
+    settings = RLSettings(
+        steps=steps,
+        group_size=group_size,
+        groups_per_batch=groups_per_batch,
+        max_groups_per_step=max_groups_per_step,
+        std_threshold=std_threshold,
+        max_turns=max_turns,
+        max_new_tokens=max_new_tokens,
+        learning_rate=learning_rate,
+        reward=reward,
+        seed=seed,
+        environments=tuple(env or ()),
+    )
+    with console.status("training (RL)"):
+        result = run_rl(Lake(lake), snapshot, model, _run_dir("rl", out), settings)
+    steps_rows = [
+        {k: v for k, v in entry.items() if k != "step"} | {"step": entry["step"]}
+        for entry in result.metrics["history"]
+    ]
+    summary = {
+        "run_id": result.run_id,
+        "rollouts": result.metrics["rollouts"],
+        "environment_steps": result.metrics["environment_steps"],
+        "generation_s": result.metrics["generation_s"],
+        "sandbox_s": result.metrics["sandbox_s"],
+        "update_s": result.metrics["update_s"],
+        "lake_s": result.metrics["lake_s"],
+        "checkpoint": result.checkpoint.id,
+        "path": result.checkpoint.path,
+    }
+    if fmt is OutputFormat.JSON:
+        print_json({**summary, "steps": steps_rows})
+        return
+    print_rows(steps_rows, fmt, title="RL steps")
+    print_rows([summary], fmt, title="RL run")
+    console.print(
+        f"{result.metrics['rollouts']} rollouts are in the table 'rollouts' of {lake} "
+        "(astra lake show rollouts)"
+    )

@@ -90,4 +90,12 @@ echo "-- the last call alone, in a fresh session: the record it needs was never 
 LAST_CALL=$($ASTRA env show "$ENV_ID" --format json | "$PYTHON" -c 'import json,sys; e=json.load(sys.stdin)["environment"]["expected"][-1]; a=json.loads(e["arguments"]); print(e["tool_name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in a.items()) + ")")')
 $ASTRA env try "$ENV_ID" --call "$LAST_CALL"
 
+step "12. Training on the pinned snapshot: a few SFT steps, then a few RL steps, of a tiny model"
+$ASTRA train sft --snapshot demo-environments --max-steps 4 --batch-size 2 --out "$DEMO_OUT/sft"
+$ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 \
+  --group-size 2 --groups-per-batch 1 --max-groups-per-step 2 --max-turns 2 --max-new-tokens 32 \
+  --out "$DEMO_OUT/rl"
+$ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
+$ASTRA lake query "SELECT policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY policy_checkpoint"
+
 step "Done. The lake is in $LAKE; try: $ASTRA lake --help"

@@ -225,3 +225,29 @@ def test_grpo_loss_raises_the_likelihood_of_advantaged_tokens(sft_run) -> None:
     # The positive-advantage sequence gains likelihood, and gains it over the negative one.
     assert logp(good) > before[0]
     assert logp(good) - logp(bad) > before[0] - before[1]
+
+
+def test_train_commands_run_from_the_cli(sft_run, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from astra.cli import app
+
+    lake, _, _ = sft_run
+    runner = CliRunner()
+    base = ["--snapshot", "pinned", "--lake", lake.uri, "-f", "json"]
+    sft = runner.invoke(
+        app, ["train", "sft", *base, "--max-steps", "1", "--out", str(tmp_path / "sft")]
+    )
+    assert sft.exit_code == 0, sft.output
+    sft_path = json.loads(sft.stdout)["path"]
+    rl = runner.invoke(
+        app,
+        ["train", "rl", *base, "--model", sft_path, "--steps", "1", "--group-size", "2",
+         "--groups-per-batch", "1", "--max-groups-per-step", "1", "--max-turns", "1",
+         "--max-new-tokens", "8", "--out", str(tmp_path / "rl")],
+    )  # fmt: skip
+    assert rl.exit_code == 0, rl.output
+    body = json.loads(rl.stdout)
+    assert body["rollouts"] == 2 and body["steps"][0]["groups_sampled"] == 1
+    unpinned = runner.invoke(app, ["train", "sft", "--lake", lake.uri])
+    assert unpinned.exit_code != 0

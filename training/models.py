@@ -30,6 +30,13 @@ DEFAULT_SYSTEM = "You are a helpful assistant that solves tasks with the tools p
 TINY = "tiny"
 
 
+def quiet() -> None:
+    """No per-shard progress bars from transformers: the CLI shows its own status."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def chat_template() -> str:
     """trl's Qwen2.5 training template with our default system line."""
     import trl
@@ -70,6 +77,7 @@ def build_tiny(texts: Iterable[str], folder: Path, seed: int = 0, vocab_size: in
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    quiet()
     tokenizer = train_tokenizer(texts, vocab_size)
     torch.manual_seed(seed)
     config = Qwen2Config(
@@ -100,6 +108,7 @@ def load(path: str | Path) -> tuple[Any, Any]:
     gets ours."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet()
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     if not tokenizer.chat_template:
         tokenizer.chat_template = chat_template()

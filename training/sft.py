@@ -154,6 +154,7 @@ def run_sft(
     """Train ``model`` (a path, or ``tiny``) on the snapshot's train split."""
     import torch
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     pinned = PinnedInputs.resolve(lake, snapshot)
@@ -216,6 +217,8 @@ def run_sft(
             train_dataset=Dataset.from_list([render(tokenizer, row) for row in rows]),
             processing_class=tokenizer,
         )
+        # Metrics go to the run's metrics and metrics.json; stdout is the CLI's (--format json).
+        trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
         outcome = trainer.train()
         seconds = time.perf_counter() - start
