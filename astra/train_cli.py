@@ -184,3 +184,36 @@ def train_rl(
         f"{result.metrics['rollouts']} rollouts are in the table 'rollouts' of {lake} "
         "(astra lake show rollouts)"
     )
+
+
+@app.command("replay")
+def train_replay(
+    rollout_id: Annotated[str, typer.Argument(help="A rollout id from the rollouts table.")],
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Re-run a stored rollout's tool calls from the lake in a fresh sandbox session and
+    compare each result digest with the stored one."""
+    from lake import Lake
+    from sandbox import Sandbox
+    from schemas import Rollout
+    from training.rl import replay_rollout
+
+    opened = Lake(lake)
+    table, record = opened.find_row(rollout_id)
+    if table != "rollouts":
+        raise KeyError(f"{rollout_id!r} is a row of {table!r}, not a rollout")
+    rollout = Rollout.from_record(record)
+    with Sandbox() as sandbox:
+        pairs = replay_rollout(opened, rollout, sandbox)
+    rows = [
+        {"call": i, "stored": stored[:23], "replayed": again[:23], "same": stored == again}
+        for i, (stored, again) in enumerate(pairs)
+    ]
+    if fmt is OutputFormat.JSON:
+        reproduced = all(r["same"] for r in rows)
+        print_json({"rollout": rollout_id, "calls": rows, "reproduced": reproduced})
+        return
+    print_rows(rows, fmt, title=f"replay of {rollout_id}")
+    same = all(r["same"] for r in rows)
+    console.print("identical tool outputs" if same else "[red]tool outputs differ[/]")

@@ -76,14 +76,15 @@ def sampler(model: Any, tokenizer: Any, settings: RLSettings, seed: int) -> Any:
 
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     counter = [seed]
+    device = next(model.parameters()).device
 
     def generate(ids: list[int]) -> list[int]:
         counter[0] += 1
         torch.manual_seed(counter[0])
         with torch.no_grad():
             out = model.generate(
-                input_ids=torch.tensor([ids]),
-                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                input_ids=torch.tensor([ids], device=device),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=device),
                 max_new_tokens=settings.max_new_tokens,
                 do_sample=True,
                 temperature=settings.temperature,
@@ -119,13 +120,14 @@ def grpo_loss(model: Any, sequences: list[tuple[list[int], list[int], float]]) -
     total = sum(sum(mask[1:]) for _, mask, _ in sequences)
     if total == 0:
         return None
-    loss = torch.zeros(())
+    device = next(model.parameters()).device
+    loss = torch.zeros((), device=device)
     for ids, mask, advantage in sequences:
-        tokens = torch.tensor([ids])
+        tokens = torch.tensor([ids], device=device)
         logits = model(input_ids=tokens).logits[0, :-1]
         logp = torch.log_softmax(logits.float(), dim=-1)
         chosen = logp.gather(1, tokens[0, 1:].unsqueeze(1)).squeeze(1)
-        weights = torch.tensor(mask[1:], dtype=chosen.dtype)
+        weights = torch.tensor(mask[1:], dtype=chosen.dtype, device=device)
         loss = loss - advantage * (chosen * weights).sum()
     return loss / total
 
@@ -185,6 +187,8 @@ def run_rl(
 
     pinned = PinnedInputs.resolve(lake, snapshot)
     policy, tokenizer = load(resolve(model, model_cache))
+    if torch.cuda.is_available():  # generation and updates on the GPU when there is one
+        policy.to("cuda")
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = pinned.inputs(TABLES)
@@ -284,7 +288,7 @@ def run_rl(
             )
         seconds = time.perf_counter() - start
         final = output_dir / "final"
-        policy.save_pretrained(final)
+        policy.to("cpu").save_pretrained(final)
         tokenizer.save_pretrained(final)
         meta = {**pinned.metadata(TABLES), "run_id": run.run_id, "kind": "rl", "base_model": model}
         (final / "astra_checkpoint.json").write_text(json.dumps(meta, indent=2))
