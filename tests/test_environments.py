@@ -296,15 +296,15 @@ def test_env_cli_lists_and_tries_an_environment(built: Lake) -> None:
     runner = CliRunner()
     listed = runner.invoke(app, ["env", "list", "--lake", built.uri, "--format", "json"])
     assert listed.exit_code == 0, listed.output
-    env_id = json.loads(listed.output)[0]["id"]
+    env_id = json.loads(listed.stdout)[0]["id"]
     tried = runner.invoke(app, ["env", "try", env_id, "--gold", "--lake", built.uri, "-f", "json"])
     assert tried.exit_code == 0, tried.output
-    body = json.loads(tried.output)
+    body = json.loads(tried.stdout)
     assert body["solved"] == body["sub_tasks"] and body["rewards"]["f1"] == pytest.approx(1, 1e-5)
     wrong = runner.invoke(
         app, ["env", "try", env_id, "--call", "nope()", "--lake", built.uri, "-f", "json"]
     )
-    assert json.loads(wrong.output)["rewards"]["f1"] == 0.0
+    assert json.loads(wrong.stdout)["rewards"]["f1"] == 0.0
 
 
 # -- external check: BFCL's executable backends as sandbox tools ----------------------------------
