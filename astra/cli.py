@@ -16,6 +16,14 @@ import typer
 from rich.tree import Tree
 
 from astra.env_cli import app as env_app
+from astra.options import (
+    DEFAULT_LAKE,
+    ConfigOption,
+    FormatOption,
+    LakeOption,
+    MasterOption,
+    SnapshotOption,
+)
 from astra.output import (
     OutputFormat,
     console,
@@ -41,8 +49,6 @@ from schemas.events import (
     UncommittedVersionsDiscarded,
 )
 
-DEFAULT_LAKE = "astra-lake"  # ./lake is the lake package itself
-
 app = typer.Typer(
     help="ASTRA Lake: synthesize tool-use data and environments into a versioned lake, "
     "and train agents on pinned snapshots of it.",
@@ -67,33 +73,6 @@ pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_ar
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
-
-LakeOption = Annotated[
-    str,
-    typer.Option(
-        "--lake",
-        envvar="ASTRA_LAKE",
-        help="Lake location: a folder or an object-store URI (s3://bucket/path).",
-        show_envvar=True,
-    ),
-]
-FormatOption = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format", "-f", help="Output format: table for people, json or csv for scripts."
-    ),
-]
-MasterOption = Annotated[
-    str | None,
-    typer.Option("--master", help="Spark master (default local[*]; a cluster: spark://HOST:7077)."),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="TOML config file (see docs/astra.example.toml).")
-]
-SnapshotOption = Annotated[
-    str | None,
-    typer.Option("--snapshot", "-s", help="Read at this snapshot instead of the latest."),
-]
 
 
 class CliError(Exception):

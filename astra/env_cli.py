@@ -10,32 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
+from astra.options import DEFAULT_LAKE, FormatOption, LakeOption, SnapshotOption
 from astra.output import OutputFormat, console, print_json, print_rows
 from lake import Lake
 from schemas import Environment, EnvTool
 
 app = typer.Typer(help="List, inspect and try RL environments.", no_args_is_help=True)
-
-LakeOption = Annotated[
-    str,
-    typer.Option(
-        "--lake",
-        envvar="ASTRA_LAKE",
-        help="Lake location: a folder or an object-store URI (s3://bucket/path).",
-        show_envvar=True,
-    ),
-]
-FormatOption = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format", "-f", help="Output format: table for people, json or csv for scripts."
-    ),
-]
-SnapshotOption = Annotated[
-    str | None,
-    typer.Option("--snapshot", "-s", help="Read at this snapshot instead of the latest."),
-]
-DEFAULT_LAKE = "astra-lake"
 
 
 class EnvNotFound(KeyError):

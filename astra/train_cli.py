@@ -8,25 +8,11 @@ from typing import Annotated
 
 import typer
 
+from astra.options import DEFAULT_LAKE, FormatOption, LakeOption
 from astra.output import OutputFormat, console, print_json, print_rows
 
 app = typer.Typer(help="Train models on pinned lake snapshots (SFT, RL).", no_args_is_help=True)
 
-LakeOption = Annotated[
-    str,
-    typer.Option(
-        "--lake",
-        envvar="ASTRA_LAKE",
-        help="Lake location: a folder or an object-store URI (s3://bucket/path).",
-        show_envvar=True,
-    ),
-]
-FormatOption = Annotated[
-    OutputFormat,
-    typer.Option(
-        "--format", "-f", help="Output format: table for people, json or csv for scripts."
-    ),
-]
 SnapshotArg = Annotated[
     str | None,
     typer.Option(
@@ -48,7 +34,6 @@ CacheOption = Annotated[
     Path,
     typer.Option(help="Where prepared models (gemma3-270m) are kept."),
 ]
-DEFAULT_LAKE = "astra-lake"
 
 
 def _run_dir(kind: str, out: Path | None) -> Path:
