@@ -251,6 +251,29 @@ def lake_replay(
         raise typer.Exit(1)
 
 
+@lake_app.command("export-sft")
+def lake_export_sft(
+    out: Annotated[Path, typer.Option(help="A .jsonl file, or a folder for --as hf.")],
+    as_: Annotated[
+        str,
+        typer.Option("--as", help="jsonl (OpenAI chat fine-tuning rows) or hf (datasets folder)."),
+    ] = "jsonl",
+    split: Annotated[str, typer.Option(help="train, eval or all.")] = "train",
+    snapshot: SnapshotOption = None,
+    lake: LakeOption = DEFAULT_LAKE,
+) -> None:
+    """Export sft_examples as OpenAI-messages JSONL or a Hugging Face dataset."""
+    from jobs.export import export_hf, export_jsonl, sft_rows
+
+    if as_ not in ("jsonl", "hf"):
+        raise CliError(f"--as {as_!r}: use jsonl or hf")
+    if split not in ("train", "eval", "all"):
+        raise CliError(f"--split {split!r}: use train, eval or all")
+    rows = sft_rows(open_lake(lake), snapshot, split)  # type: ignore[arg-type]
+    written = export_jsonl(rows, out) if as_ == "jsonl" else export_hf(rows, out)
+    console.print(f"wrote {len(rows)} {split} examples to {written}")
+
+
 @lake_app.command("migrate")
 def lake_migrate(
     table: Annotated[str, typer.Argument(help="The table stored at an older schema version.")],

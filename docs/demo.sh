@@ -74,6 +74,8 @@ $ASTRA lake query "SELECT status, count(*) AS trajectories, avg(n_tool_calls) AS
 $ASTRA lake query "SELECT dimension, judge_model, status, count(*) AS n, avg(score) AS mean FROM rewards GROUP BY dimension, judge_model, status ORDER BY dimension"
 echo "-- one trajectory (OpenAI tools message format):"
 $ASTRA lake query "SELECT id, messages, final_answer FROM trajectories WHERE status = 'completed' ORDER BY n_tool_calls DESC, id LIMIT 1" --format json
+$ASTRA lake export-sft --out "$DEMO_OUT/sft_train.jsonl"
+$ASTRA lake export-sft --as hf --split all --out "$DEMO_OUT/sft_hf"
 echo "-- lineage of one SFT example, down to the tool schemas it used:"
 SFT_ID=$($ASTRA lake query "SELECT id FROM sft_examples ORDER BY id LIMIT 1" --format csv | tail -n 1)
 $ASTRA lake lineage "$SFT_ID"

@@ -124,3 +124,32 @@ def test_chains_without_a_passing_verdict_get_no_tasks(
     assert tasks.version == result.run.commit_for("tasks").version
     assert tasks.count_rows(filter=f"chain_id = '{unsure.id}'") == 0
     assert tasks.count_rows() == result.kept["tasks"]
+
+
+def test_sft_set_exports_as_openai_jsonl_and_a_hf_dataset(
+    first: tuple[Lake, list[StageOutcome]], tmp_path: Path
+) -> None:
+    import json
+
+    from datasets import load_from_disk
+
+    from jobs.export import export_hf, export_jsonl, sft_rows
+
+    lake, _ = first
+    rows = sft_rows(lake, None, "all")
+    assert len(rows) == lake.read("sft_examples").count_rows()
+    path = export_jsonl(rows, tmp_path / "sft.jsonl")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["id"] for r in lines] == [r["id"] for r in rows]
+    for row in lines:
+        assert row["messages"][0]["role"] == "system" and row["tools"]
+        calls = {}
+        for message in row["messages"]:
+            for call in message.get("tool_calls") or []:
+                assert isinstance(json.loads(call["function"]["arguments"]), dict)
+                calls[call["id"]] = call
+            if message["role"] == "tool":
+                assert message["tool_call_id"] in calls
+    dataset = load_from_disk(str(export_hf(rows, tmp_path / "hf")))
+    assert dataset.num_rows == len(rows)
+    assert json.loads(dataset[0]["tools"]) == rows[0]["tools"]
