@@ -301,12 +301,15 @@ def timed_job(lake: Lake, job: Any, config: AstraConfig, factory: SparkSessionFa
 
 def prepare(
     lake: Lake, source: Path, master: str, factory: SparkSessionFactory
-) -> tuple[list[dict[str, Any]], dict[str, ToolServer], dict[str, nx.DiGraph], dict[str, int]]:
-    """Ingest and graph once (every scale shares them), then each server's path capacity."""
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Ingest and graph once (every scale shares them), then each server's path capacity.
+
+    The graphs (several GB of models for the whole catalog) are dropped here and rebuilt
+    for the enumeration at the end, so they never sit beside the Spark stages' memory."""
     base = make_config(master, 1)
     stages = [timed_job(lake, job, base, factory) for job in trajectory_jobs(base, str(source))[:2]]
     start = time.perf_counter()
-    servers, graphs = server_graphs(lake)
+    _, graphs = server_graphs(lake)
     capacity = path_capacity(graphs, CAPACITY_CAP)
     print(
         f"  {len(graphs)} servers with edges, "
@@ -314,7 +317,7 @@ def prepare(
         f"in {time.perf_counter() - start:.1f}s",
         flush=True,
     )
-    return stages, servers, graphs, capacity
+    return stages, capacity
 
 
 def run_scale(
@@ -405,9 +408,9 @@ def main() -> None:
         lake = Lake(Path(tmp) / "lake")
         print(f"lake in {lake.uri}", flush=True)
         try:
-            shared, servers, graphs, capacity = prepare(lake, source, args.spark_master, factory)
+            shared, capacity = prepare(lake, source, args.spark_master, factory)
             report["shared_stages"] = shared
-            report["servers_with_edges"] = len(graphs)
+            report["servers_with_edges"] = len(capacity)
             for target in scales:
                 result = run_scale(
                     lake, target, source, args.spark_master, factory, capacity, yield_factor
@@ -422,6 +425,7 @@ def main() -> None:
         finally:
             factory.stop()
         report["scales"] = results
+        servers, graphs = server_graphs(lake)
         print(f"enumerate_paths, max_len {MAX_LEN}, budget {args.enum_budget_s}s ...", flush=True)
         report["enumeration"] = run_enumeration(graphs, args.enum_budget_s)
         report["sampler_in_process"] = run_sampler(
