@@ -97,6 +97,8 @@ $ASTRA train sft --snapshot demo-environments --max-steps 4 --batch-size 2 --out
 $ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 \
   --group-size 2 --groups-per-batch 1 --max-groups-per-step 2 --max-turns 2 --max-new-tokens 32 \
   --out "$DEMO_OUT/rl"
+echo "-- a 4-step tiny model does not write tool calls yet: every rollout scores 0, so every group"
+echo "   has no variance and is skipped (tests/test_training.py trains on a group with variance)."
 $ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
 $ASTRA lake query "SELECT policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY policy_checkpoint"
 
