@@ -2,7 +2,7 @@
 
 One temporary lake runs the stages of ``astra pipeline trajectories`` with the offline
 backend, one job at a time on one shared SparkSession: ingest the catalog and build the tool
-graph once, then for each scale (``--scales``, default about 10k and 100k chains in all)
+graph once, then for each scale (``--scales``, default about 10k and 20k chains in all)
 sample chains, generate tasks (one query per chain, no augmentations, so tasks ~ chains),
 oracle trajectories (20% injected tool failures), rule rewards and the SFT selection; each
 stage replaces its table, so every scale starts from the same graph. Each stage's
