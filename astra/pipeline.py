@@ -88,6 +88,7 @@ def trajectory_jobs(config: AstraConfig, source: str) -> list[Job]:
                 failure_rate=synthesis.failure_rate,
                 simulator=config.tool_simulator,
                 simulator_history=synthesis.simulator_history,
+                offered_tools=synthesis.offered_tools,
             )
         ),
         ScoreTrajectories(BackendParams(**backend)),

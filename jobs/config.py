@@ -186,6 +186,13 @@ class SynthesisConfig:
         default=3.0, metadata=_help("a task is kept when every rubric score (1-5) is >= this")
     )
     max_turns: int = field(default=20, metadata=_help("most model calls in one trajectory"))
+    offered_tools: int = field(
+        default=16,
+        metadata=_help(
+            "tools offered to the agent per task: the chain's, its graph neighbours, then "
+            "others (0: all of the server's; large APIs have thousands)"
+        ),
+    )
     failure_rate: float = field(
         default=0.2, metadata=_help("share of tool calls answered with an injected failure")
     )
@@ -215,6 +222,10 @@ class SynthesisConfig:
         if not 0.0 <= self.edge_min_score <= 1.0:
             raise ConfigError(
                 f"synthesis.edge_min_score must lie in [0, 1], got {self.edge_min_score}"
+            )
+        if self.offered_tools < 0:
+            raise ConfigError(
+                f"synthesis.offered_tools must be 0 (all) or more, got {self.offered_tools}"
             )
         if self.max_degree < 0:
             raise ConfigError(

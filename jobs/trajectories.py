@@ -22,7 +22,7 @@ from jobs.stages import (
     pack,
     per_server,
 )
-from jobs.synth.agent import LLMSimulator, OfflineSimulator, run_agent
+from jobs.synth.agent import LLMSimulator, OfflineSimulator, offered_tools, run_agent
 from jobs.synth.chains import sample_chains
 from jobs.synth.interface import AugmentKind
 from jobs.synth.rewards import REGISTRY, score_trajectory
@@ -216,9 +216,18 @@ class TrajectoryParams(BackendParams):
     simulator_history: int = field(
         default=4, metadata={"help": "recent calls the LLM tool simulator sees"}
     )
+    offered_tools: int = field(
+        default=16,
+        metadata={
+            "help": "tools offered per task: the chain's, its graph neighbours, then others "
+            "(0: every tool of the server)"
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.offered_tools < 0:
+            raise ValueError("offered_tools must be 0 (all) or more")
         if not 0.0 <= self.failure_rate <= 1.0:
             raise ValueError("failure_rate must lie in [0, 1]")
         if self.simulator == "llm" and self.backend == "offline":
@@ -227,9 +236,9 @@ class TrajectoryParams(BackendParams):
 
 class GenerateTrajectories(SparkStage):
     name: ClassVar[str] = "generate-trajectories"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = "tasks -> trajectories: multi-turn agent loop, tools executed"
-    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges", "tasks")
+    inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges", "chains", "tasks")
     outputs: ClassVar[tuple[str, ...]] = ("trajectories", "llm_calls")
     Params: ClassVar[type] = TrajectoryParams
 
@@ -242,10 +251,19 @@ class GenerateTrajectories(SparkStage):
             synth = make_synthesizer(params, group, servers, api_key, params.simulator_history)
             executor: Any = LLMSimulator(synth) if params.simulator == "llm" else OfflineSimulator()
             out: list[Row] = []
+            chains = {c.id: c for c in group.of("chains")}
             for task in group.of("tasks"):
+                chain = chains.get(task.chain_id or "")
+                offered = offered_tools(
+                    chain.tool_ids if chain else [],
+                    group.of("tools"),
+                    group.of("edges"),
+                    params.offered_tools,
+                    stable_seed(seed, "offered", task.id),
+                )
                 trajectory = run_agent(
                     task,
-                    group.of("tools"),
+                    offered,
                     synth,
                     executor,
                     max_turns=params.max_turns,
@@ -260,6 +278,7 @@ class GenerateTrajectories(SparkStage):
         tasks = self.frame(ctx, "tasks")
         context = self.context(ctx, tasks)
         context["tasks"] = (pack(tasks, "tasks"), Task)
+        context["chains"] = (pack(self.of_servers(ctx, "chains", tasks), "chains"), Chain)
         result = per_server(ctx.spark, context, trajectories_of, Trajectory)
         self.finish(ctx, "trajectories", result)
 

@@ -497,3 +497,29 @@ def test_sft_selection_threshold_and_split(synth, travel) -> None:
 def test_doctests(module) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_large_server_offers_the_chain_its_neighbours_and_a_bounded_rest() -> None:
+    from jobs.synth.agent import offered_tools
+    from schemas import Tool, ToolEdge
+
+    tools = [
+        Tool(server_id="s", name=f"tool_{i:02d}", description="d", domain="d",
+             source_format="mcp", parameters={"type": "object"})
+        for i in range(40)
+    ]  # fmt: skip
+    chain = [tools[5].id, tools[6].id, tools[7].id]
+    edges = [
+        ToolEdge(server_id="s", source_tool_id=tools[7].id, target_tool_id=tools[30].id,
+                 weight=0.9, evidence=[]),
+        ToolEdge(server_id="s", source_tool_id=tools[31].id, target_tool_id=tools[5].id,
+                 weight=0.8, evidence=[]),
+    ]  # fmt: skip
+    offered = offered_tools(chain, tools, edges, limit=16, seed=3)
+    ids = {t.id for t in offered}
+    assert len(offered) == 16 and set(chain) <= ids
+    assert {tools[30].id, tools[31].id} <= ids  # graph neighbours come before the rest
+    assert [t.name for t in offered] == sorted(t.name for t in offered)
+    assert offered == offered_tools(chain, tools, edges, limit=16, seed=3)
+    assert offered != offered_tools(chain, tools, edges, limit=16, seed=4)
+    assert len(offered_tools(chain, tools, edges, limit=0, seed=3)) == 40

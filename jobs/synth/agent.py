@@ -339,3 +339,50 @@ def _execute(
     if _injected(seed, call_index, failure_rate):
         return error_outcome("ToolUnavailable", "the service is temporarily unavailable")
     return executor.execute(tool, call.arguments, history, stable_seed(seed, "call", call_index))
+
+
+def offered_tools(
+    chain_tool_ids: Sequence[str],
+    tools: Sequence[Tool],
+    edges: Sequence[Any],
+    limit: int,
+    seed: int,
+) -> list[Tool]:
+    """The tools an agent is offered for one task, sorted by name (their order must not hint
+    at the plan): the chain's tools, then their graph neighbours by edge weight, then others
+    drawn by ``seed``, up to ``limit`` in all (never fewer than the chain's). ``0`` offers
+    every tool of the server: the largest APIs have thousands, more than any prompt holds.
+
+    >>> from schemas import Tool
+    >>> ts = [Tool(server_id="s", name=n, description=n, domain="d", source_format="mcp",
+    ...            parameters={"type": "object"}) for n in "abcdef"]
+    >>> [t.name for t in offered_tools([ts[4].id], ts, [], limit=3, seed=1)][:3].count("e")
+    1
+    >>> len(offered_tools([ts[0].id], ts, [], limit=0, seed=1))
+    6
+    """
+    by_id = {t.id: t for t in tools}
+    if limit <= 0 or len(tools) <= limit:
+        return sorted(tools, key=lambda t: (t.name, t.id))
+    chosen = [i for i in dict.fromkeys(chain_tool_ids) if i in by_id]
+    wanted = set(chosen)
+    neighbours = sorted(
+        (
+            (-float(e.weight), other)
+            for e in edges
+            for near, other in (
+                (e.source_tool_id, e.target_tool_id),
+                (e.target_tool_id, e.source_tool_id),
+            )
+            if near in wanted and other in by_id and other not in wanted
+        ),
+    )
+    for _, other in neighbours:
+        if len(chosen) >= limit:
+            break
+        if other not in chosen:
+            chosen.append(other)
+    rest = sorted(i for i in by_id if i not in set(chosen))
+    random.Random(seed).shuffle(rest)
+    chosen.extend(rest[: max(0, limit - len(chosen))])
+    return sorted((by_id[i] for i in chosen), key=lambda t: (t.name, t.id))
