@@ -1,0 +1,1 @@
+"""Benchmark evaluations of models and checkpoints, with results in the lake's ``evals`` table."""
