@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import json
+import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,13 +45,26 @@ class ToolCall:
         for value in (*self.args, *self.kwargs.values()):
             _check_json(value)
         for key in self.kwargs:
-            if not isinstance(key, str) or not key.isidentifier():
+            # Any JSON key may name a parameter (OpenAPI's ``user-id``): the guest applies
+            # ``**kwargs``, which takes any string key.
+            if not isinstance(key, str) or not key or key.startswith("__"):
                 raise InvalidCallError(f"{key!r} is not a valid keyword argument name")
 
     def canonical(self) -> str:
-        """A stable text form that parses back to the same call; used in digests and logs."""
+        """A stable text form that parses back to the same call; used in digests and logs.
+
+        Names that are not identifiers go in one trailing ``**{...}`` literal:
+
+        >>> ToolCall("get_user", kwargs={"user-id": "u1", "full": True}).canonical()
+        "get_user(full=True, **{'user-id': 'u1'})"
+        >>> parse_call(_) == ToolCall("get_user", kwargs={"full": True, "user-id": "u1"})
+        True
+        """
         parts = [repr(value) for value in self.args]
-        parts += [f"{key}={value!r}" for key, value in self.kwargs.items()]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items() if _plain_name(k)]
+        other = {k: v for k, v in self.kwargs.items() if not _plain_name(k)}
+        if other:
+            parts.append(f"**{other!r}")
         return f"{self.name}({', '.join(parts)})"
 
     def as_dict(self) -> dict[str, Any]:
@@ -65,6 +79,11 @@ class ToolCall:
             args=tuple(data.get("args", ())),
             kwargs=dict(data.get("kwargs", {})),
         )
+
+
+def _plain_name(key: str) -> bool:
+    """Whether ``key`` can be written as ``key=value`` in a call."""
+    return key.isidentifier() and not keyword.iskeyword(key)
 
 
 def _dump(value: Any) -> str:
@@ -134,8 +153,17 @@ def parse_call(text: str, max_chars: int = 1024 * 1024) -> ToolCall:
             raise InvalidCallError("*args are not allowed in a call")
         args.append(_literal(arg))
     kwargs: dict[str, Any] = {}
-    for keyword in node.keywords:
-        if keyword.arg is None:
-            raise InvalidCallError("**kwargs are not allowed in a call")
-        kwargs[keyword.arg] = _literal(keyword.value)
+    for item in node.keywords:
+        if item.arg is not None:
+            if item.arg in kwargs:
+                raise InvalidCallError(f"argument {item.arg!r} is given twice")
+            kwargs[item.arg] = _literal(item.value)
+            continue
+        # ``**{"user-id": 1}``: only a dict literal, for names that are not identifiers.
+        if not isinstance(item.value, ast.Dict):
+            raise InvalidCallError("**kwargs must be a dict literal, e.g. **{'user-id': 1}")
+        extra = _literal(item.value)
+        if any(not isinstance(k, str) for k in extra) or set(extra) & set(kwargs):
+            raise InvalidCallError("**{...} keys must be strings not given elsewhere in the call")
+        kwargs.update(extra)
     return ToolCall(name=node.func.id, args=tuple(args), kwargs=kwargs)

@@ -49,6 +49,20 @@ def test_generated_lookup_passes_every_check(sandbox: Sandbox) -> None:
     assert check.ok, (check.failures, check.problems)
 
 
+def test_a_tool_whose_parameter_names_are_not_identifiers_verifies(sandbox: Sandbox) -> None:
+    """OpenAPI parameters such as ``user-id`` reach the generated tool through ``**kwargs``."""
+    schema = {
+        "type": "object",
+        "properties": {"user-id": {"type": "string"}},
+        "required": ["user-id"],
+    }
+    row = MockRow({"user-id": "u-42"}, {"user-id": "u-42", "plan": "gold"})
+    code = tool_source("get-user", "The plan of a user.", schema, [row])
+    gold = GoldCall("qa-1#q1", "get-user", {"user-id": "u-42"}, "gold", ("user-id",))
+    check = verify_replay(sandbox, code, STATE, [gold], ["get-user"])
+    assert check.ok, (check.failures, check.problems)
+
+
 def test_a_tool_whose_output_depends_on_the_seed_is_nondeterministic(sandbox: Sandbox) -> None:
     # No forbidden name in sight: randomness reached through getattr, so only running it
     # under two seeds can tell.

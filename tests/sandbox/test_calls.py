@@ -28,6 +28,10 @@ def test_canonical_form_parses_back_to_the_same_call() -> None:
         "f(x=1 + 2)",
         "f(*args)",
         "f(**kwargs)",
+        "f(**dict(a=1))",
+        "f(**{'a': 1}, a=2)",
+        "f(**{1: 2})",
+        "f(**{'__class__': 1})",
         "f(x=lambda: 1)",
         "f(x={1, 2})",
         "f(x=b'bytes')",
@@ -41,6 +45,14 @@ def test_canonical_form_parses_back_to_the_same_call() -> None:
 def test_anything_but_a_plain_call_with_literals_is_rejected(text: str) -> None:
     with pytest.raises(InvalidCallError):
         parse_call(text)
+
+
+def test_parameter_names_that_are_not_identifiers_round_trip() -> None:
+    """OpenAPI names such as ``user-id`` (and keywords such as ``from``) travel in ``**{}``."""
+    call = ToolCall(name="get_user", kwargs={"user-id": "u1", "from": 2, "full": True})
+    text = call.canonical()
+    assert text == "get_user(full=True, **{'user-id': 'u1', 'from': 2})"
+    assert parse_call(text) == call
 
 
 def test_oversized_call_text_is_rejected_before_parsing() -> None:

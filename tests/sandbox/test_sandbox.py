@@ -533,3 +533,9 @@ def test_session_state_wins_over_a_default_state_the_code_assigns(sb: Sandbox) -
     assert [session.call("bump()").value for _ in range(3)] == [11, 12, 13]
     assert session.state == {"n": 13}
     assert sb.run(code, "bump()").value == 1  # without a session state, the code's default
+
+
+def test_a_parameter_name_that_is_not_an_identifier_reaches_the_tool(sb: Sandbox) -> None:
+    code = "def get_user(**kwargs):\n    return {'id': kwargs['user-id']}\n"
+    result = sb.run(code, "get_user(**{'user-id': 'u1'})")
+    assert result.ok and result.value == {"id": "u1"}
