@@ -34,6 +34,7 @@ from astra.output import (
     rich_progress,
     to_jsonable,
 )
+from astra.search_cli import app as search_app
 from astra.train_cli import app as train_app
 from lake import Lake, LakeError
 from lake.lineage import LineageNode, lineage
@@ -73,6 +74,7 @@ pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_ar
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
+app.add_typer(search_app, name="search")
 
 
 class CliError(Exception):

@@ -8,11 +8,19 @@ from jobs.base import Job
 from jobs.environments import BuildEnvironments, SynthesizeQA
 from jobs.graph import BuildToolGraph
 from jobs.ingest import IngestCatalog
+from jobs.search import BuildSearchIndex
 from jobs.trajectories import TRAJECTORY_STAGES
 
 JOBS: dict[str, type[Job]] = {
     job.name: job
-    for job in (IngestCatalog, BuildToolGraph, *TRAJECTORY_STAGES, SynthesizeQA, BuildEnvironments)
+    for job in (
+        IngestCatalog,
+        BuildToolGraph,
+        *TRAJECTORY_STAGES,
+        SynthesizeQA,
+        BuildEnvironments,
+        BuildSearchIndex,
+    )
 }
 
 

@@ -10,6 +10,7 @@ and ``RunFinished`` in one log commit: that log commit is the moment the outputs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import shutil
@@ -79,6 +80,26 @@ class RunResult:
 
 
 Operation = Literal["append", "upsert", "replace"]
+IndexKind = Literal["FTS", "BTREE", "IVF_PQ"]
+INDEX_KINDS: tuple[IndexKind, ...] = ("FTS", "BTREE", "IVF_PQ")
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """An index a run builds on one of its output tables as part of its commit.
+
+    ``FTS`` is Lance's inverted (full-text, BM25) index, ``BTREE`` a scalar index for filters
+    and lookups, ``IVF_PQ`` a vector index (``options`` go to ``LanceDataset.create_index``,
+    e.g. ``metric``, ``num_partitions``, ``num_sub_vectors``). They are the indexes LanceDB
+    builds and uses, so ``lancedb.connect(root)`` searches them too.
+    """
+
+    column: str
+    kind: IndexKind
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {"column": self.column, "kind": self.kind, **dict(self.options)}
 
 
 @dataclass
@@ -114,6 +135,8 @@ class Run:
         self._staged: dict[str, _Staged] = {}
         self._rejects: list[Reject] = []
         self._reject_counts: dict[str, dict[str, int]] = {}
+        self._events: list[Event] = []
+        self._indexes: dict[str, list[IndexSpec]] = {}
         self._result: RunResult | None = None
 
     @property
@@ -294,6 +317,67 @@ class Run:
         self._spill(table, staged, good)
         return report
 
+    def create_index(self, table: str, column: str, kind: IndexKind, **options: Any) -> None:
+        """Build an index on ``column`` of ``table`` when this run commits.
+
+        The table must be written by this run (write it first). At commit, under the lock,
+        the indexes are built on the version the run's rows produced, and the version after
+        the last index is the one ``TableCommitted`` records: a read or snapshot of that version
+        sees the rows and their indexes together, and a run that dies while indexing leaves
+        nothing readable (its versions are rolled back like any uncommitted write). An index
+        on a table with no rows is skipped (the run's metrics say so).
+        """
+        model = self._check_writable(table)
+        if kind not in INDEX_KINDS:
+            raise ValueError(f"index kind {kind!r}: use one of {list(INDEX_KINDS)}")
+        if column not in model.arrow_schema().names:
+            raise SchemaMismatchError(
+                f"table {table!r} has no column {column!r} to index; its columns are "
+                f"{model.arrow_schema().names}"
+            )
+        if table not in self._staged:
+            raise RunStateError(
+                f"run {self.run_id} indexes {table!r} but has not written it; a run indexes the "
+                "version it writes, so write the table in this run first"
+            )
+        spec = IndexSpec(column, kind, tuple(sorted(options.items())))
+        self._indexes.setdefault(table, []).append(spec)
+
+    def _build_indexes(self, commit: Commit) -> Commit:
+        """Index the version ``commit`` names; the commit moves to the indexed version."""
+        specs = self._indexes.get(commit.table, [])
+        if not specs:
+            return commit
+        report = self.metrics.setdefault("indexes", {})
+        if commit.rows_total == 0:
+            report[commit.table] = {"skipped": "no rows to index"}
+            return commit
+        dataset = self.lake.store.open(commit.table)
+        assert dataset is not None and dataset.version == commit.version
+        for spec in specs:
+            options = dict(spec.options)
+            if spec.kind == "FTS":
+                dataset.create_scalar_index(spec.column, "INVERTED", **options)
+            elif spec.kind == "BTREE":
+                dataset.create_scalar_index(spec.column, "BTREE", **options)
+            else:
+                dataset = dataset.create_index(spec.column, "IVF_PQ", **options)
+        report[commit.table] = {"version": dataset.version, "built": [s.describe() for s in specs]}
+        return Commit(
+            table=commit.table,
+            version=dataset.version,
+            rows_written=commit.rows_written,
+            rows_total=commit.rows_total,
+            content_hash=commit.content_hash,
+        )
+
+    def record(self, event: Event) -> None:
+        """Add a fact about this run's outputs (such as curation decisions) to its log commit:
+        it is stored with the run's ``TableCommitted`` events, or not at all."""
+        if self.reused:
+            raise RunStateError(f"run {self.run_id} was reused; it records nothing new")
+        self._events.append(dataclasses.replace(event, run_id=self.run_id))
+
     # -- commit ---------------------------------------------------------------------------
 
     def commit(self) -> RunResult:
@@ -316,6 +400,7 @@ class Run:
             commits: list[Commit] = []
             for table, staged in self._staged.items():
                 commit, repaired = self._commit_table(table, staged)
+                commit = self._build_indexes(commit)
                 events.extend(repaired)
                 commits.append(commit)
                 if not repaired and self.lake.log.state.versions.get(table) == commit.version:
@@ -340,6 +425,7 @@ class Run:
                         reasons=reasons,
                     )
                 )
+            events.extend(self._events)
             outputs = tuple(TableVersion(c.table, c.version) for c in commits)
             events.append(RunFinished(run_id=self.run_id, metrics=self.metrics, outputs=outputs))
             self.lake.log.append(events)

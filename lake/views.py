@@ -74,6 +74,19 @@ class TableView:
             hasher.update(pa.Table.from_batches([batch]))
         return hasher.hexdigest()
 
+    def indexes(self) -> list[dict[str, object]]:
+        """The indexes this version carries: name, kind (``Inverted``, ``BTree``, ``IVF_PQ``...)
+        the columns each covers and how many rows it indexes."""
+        return [
+            {
+                "name": i.name,
+                "kind": i.index_type,
+                "columns": list(i.field_names),
+                "rows": i.num_rows_indexed,
+            }
+            for i in self.dataset.describe_indices()
+        ]
+
     def row(self, row_id: str) -> dict | None:
         """One row by id, or None."""
         found = self.to_arrow(filter=f"id = '{_sql_quote(row_id)}'")

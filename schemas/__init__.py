@@ -14,6 +14,7 @@ from schemas.qa import QACheck, QATrace, SubQuestion
 from schemas.rejects import Reject
 from schemas.rewards import JudgeStatus, Reward
 from schemas.rollouts import Rollout
+from schemas.search import SearchDoc
 from schemas.sft import FunctionSpec, SFTExample
 from schemas.snapshots import SnapshotRecord
 from schemas.tasks import Task
@@ -38,6 +39,7 @@ DATA_TABLES: dict[str, type[Row]] = {
         Rollout,
         Checkpoint,
         Eval,
+        SearchDoc,
         Reject,
     )
 }
@@ -85,6 +87,7 @@ __all__ = [
     "Rollout",
     "Row",
     "SFTExample",
+    "SearchDoc",
     "SnapshotRecord",
     "Struct",
     "SubQuestion",

@@ -32,6 +32,22 @@ Json = Annotated[dict[str, Any], JsonColumn()]
 """A JSON object held as a dict in Python and as canonical JSON text in Arrow."""
 
 
+class VectorColumn:
+    """Marks a field stored as a fixed-size list of float32 (an embedding a vector index can
+    use), e.g. ``Annotated[list[float], VectorColumn(384)]``."""
+
+    def __init__(self, dims: int) -> None:
+        self.dims = dims
+
+
+def vector_dims(info: Any) -> int | None:
+    """The dimension of a vector field (a pydantic ``FieldInfo``), or None."""
+    for marker in info.metadata:
+        if isinstance(marker, VectorColumn):
+            return marker.dims
+    return None
+
+
 def canonical_json(value: Any) -> str:
     """Serialise ``value`` the one way the lake hashes and stores JSON.
 
@@ -109,7 +125,11 @@ def _arrow_fields(model: type[BaseModel]) -> list[pa.Field]:
     fields = []
     for name, info in model.model_fields.items():
         _, optional = _strip_optional(info.annotation)
-        kind = pa.string() if _field_is_json(info) else arrow_type(info.annotation)
+        dims = vector_dims(info)
+        if dims is not None:
+            kind = pa.list_(pa.float32(), dims)
+        else:
+            kind = pa.string() if _field_is_json(info) else arrow_type(info.annotation)
         fields.append(pa.field(name, kind, nullable=optional))
     return fields
 
