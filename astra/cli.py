@@ -35,6 +35,7 @@ from astra.output import (
     to_jsonable,
 )
 from astra.search_cli import app as search_app
+from astra.report_cli import app as report_app
 from astra.train_cli import app as train_app
 from lake import Lake, LakeError
 from lake.lineage import LineageNode, lineage
@@ -74,6 +75,7 @@ pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_ar
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
+app.add_typer(report_app, name="report")
 app.add_typer(search_app, name="search")
 
 
@@ -578,6 +580,7 @@ def main() -> None:
     from jobs.ingest import CatalogError
     from jobs.params import ParamsError
     from jobs.replay import ReplayError
+    from jobs.reports import ReportError
     from training.pinned import UnpinnedInputError
 
     try:
@@ -590,6 +593,7 @@ def main() -> None:
         ReplayError,
         ConfigError,
         UnpinnedInputError,
+        ReportError,
     ) as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)
