@@ -15,7 +15,7 @@ export LANCE_LOG ?= error
 # Local-mode Spark binds to loopback instead of guessing an interface from the hostname.
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: demo test bench lint format venv check-java clean-demo
+.PHONY: demo test bench lint format venv check-java chromium clean-demo
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,10 +33,19 @@ check-java:
 	@v=$$(java -version 2>&1 | awk -F'"' '/version/ {print $$2}' | cut -d. -f1); \
 	 if [ "$${v:-0}" -lt 17 ]; then echo "error: Java $$v found; Spark needs Java 17 or newer. Install openjdk-17 and put it first on PATH."; exit 1; fi
 
+# Headless Chromium (Debian's package) renders the reward report in tests/test_report.py.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "error: the tests render a report in headless Chromium and none was found; install Debian's chromium package as root (apt-get install -y chromium) or put chromium on PATH, then retry."; exit 1; \
+	  fi; }
+
 demo: $(STAMP) check-java
 	LAKE=$(LAKE) DEMO_OUT=$(DEMO_OUT) ASTRA=$(BIN)/astra PYTHON=$(BIN)/python bash docs/demo.sh
 
-test: $(STAMP) check-java lint
+test: $(STAMP) check-java chromium lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
