@@ -16,6 +16,7 @@ import typer
 from rich.tree import Tree
 
 from astra.env_cli import app as env_app
+from astra.eval_cli import app as eval_app
 from astra.options import (
     DEFAULT_LAKE,
     ConfigOption,
@@ -77,6 +78,7 @@ app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
 app.add_typer(report_app, name="report")
 app.add_typer(search_app, name="search")
+app.add_typer(eval_app, name="eval")
 
 
 class CliError(Exception):
@@ -581,6 +583,7 @@ def main() -> None:
     from jobs.params import ParamsError
     from jobs.replay import ReplayError
     from jobs.reports import ReportError
+    from training.evals.bfcl import BFCLError
     from training.pinned import UnpinnedInputError
 
     try:
@@ -593,6 +596,7 @@ def main() -> None:
         ReplayError,
         ConfigError,
         UnpinnedInputError,
+        BFCLError,
         ReportError,
     ) as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)

@@ -83,3 +83,51 @@ def report_rewards(
     print_rows(rows, fmt, title=f"reward audit of {snapshot}")
     if fmt is OutputFormat.TABLE:
         console.print(f"report: {files.html}")
+
+
+@app.command("evals")
+def report_evals(
+    benchmark: Annotated[
+        str | None, typer.Option(help="Only this benchmark (e.g. bfcl); default: all.")
+    ] = None,
+    category: Annotated[
+        list[str] | None, typer.Option("--category", help="Only this category (repeatable).")
+    ] = None,
+    snapshot: Annotated[
+        str | None,
+        typer.Option("--snapshot", "-s", help="Read the evals table at this snapshot."),
+    ] = None,
+    lake: LakeOption = DEFAULT_LAKE,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Compare checkpoints on the evals table: accuracy per checkpoint, settings and category
+    (passed over entries with a verdict); lake checkpoints are labelled with kind and step."""
+    from jobs.reports import ReportError
+    from lake import Lake
+    from schemas import Checkpoint, Eval
+    from training.evals.report import compare
+
+    opened = Lake(lake)
+    written = {t.table for t in opened.tables() if t.version is not None}
+    if "evals" not in written:
+        raise ReportError(
+            f"the lake {opened.uri} has no evals yet; run `astra eval bfcl --model PATH` first"
+        )
+    rows = [
+        Eval.from_record(r) for r in opened.read("evals", snapshot=snapshot).to_arrow().to_pylist()
+    ]
+    rows = [
+        r
+        for r in rows
+        if (benchmark is None or r.benchmark == benchmark)
+        and (not category or r.category in category)
+    ]
+    checkpoints = {}
+    if "checkpoints" in written:
+        checkpoints = {
+            c.id: c
+            for c in (
+                Checkpoint.from_record(r) for r in opened.read("checkpoints").to_arrow().to_pylist()
+            )
+        }
+    print_rows(compare(rows, checkpoints), fmt, title=f"evaluations in {opened.uri}")

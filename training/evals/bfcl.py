@@ -56,6 +56,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from keyword import iskeyword
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +82,7 @@ BFCL_STEP_LIMIT = 20
 """BFCL's own limit of model replies per user turn (``MAXIMUM_STEP_LIMIT``)."""
 _EXECUTOR = "bfcl_eval.eval_checker.multi_turn_eval.multi_turn_utils"
 _DETAIL_CHARS = 4000
+_REPLY_CHARS = 1000
 
 
 class BFCLError(ValueError):
@@ -347,6 +349,8 @@ def call_text(name: str, arguments: dict[str, Any], methods: dict[str, Any]) -> 
     """
     if name not in methods:
         return None
+    if not all(isinstance(k, str) and k.isidentifier() and not iskeyword(k) for k in arguments):
+        return None
     try:
         return CallText(name=name, kwargs=dict(arguments)).canonical()
     except InvalidCallError:
@@ -360,12 +364,14 @@ answers it with an error, as it would the original."""
 
 @dataclass
 class EntryResult:
-    """One entry through the loop and the checker."""
+    """One entry through the loop and the checker. ``turns`` holds, per user turn, each reply
+    (its text, cut at 1,000 characters) with its calls: name, arguments, the executed call text
+    (None when it was not a valid backend call) and the backend's answer."""
 
     entry_id: str
     category: str
     passed: bool | None
-    turns: list[list[list[dict[str, Any]]]]
+    turns: list[list[dict[str, Any]]]
     checker: dict[str, Any]
     error: str | None = None
     force_terminated: bool = False
@@ -411,7 +417,7 @@ def run_entry(entry: BFCLEntry, policy: Policy, max_steps: int = BFCL_STEP_LIMIT
     methods = _methods(entry.involved_classes)
     messages: list[dict[str, Any]] = []
     decoded: list[list[list[str]]] = []
-    log: list[list[list[dict[str, Any]]]] = []
+    log: list[list[dict[str, Any]]] = []
     result = EntryResult(entry.id, entry.category, None, log, {})
     try:
         for turn, said in enumerate(entry.turns):
@@ -421,18 +427,20 @@ def run_entry(entry: BFCLEntry, policy: Policy, max_steps: int = BFCL_STEP_LIMIT
             messages.extend(dict(m) for m in said)
             tools = [openai_tool(d) for d in docs]
             steps: list[list[str]] = []
-            turn_log: list[list[dict[str, Any]]] = []
+            turn_log: list[dict[str, Any]] = []
             for step in range(max_steps):
                 reply = policy.respond(messages, tools, StepContext(entry, turn, step))
                 result.replies += 1
                 ids = [f"call_{turn}_{step}_{i}" for i in range(len(reply.calls))]
-                assistant: dict[str, Any] = {"role": "assistant", "content": reply.content}
+                assistant: dict[str, Any] = {"role": "assistant", "content": reply.content or ""}
                 if reply.calls:
                     assistant["tool_calls"] = [
                         {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
                         for i, (n, a) in zip(ids, reply.calls, strict=True)
                     ]
                 messages.append(assistant)
+                step_log: list[dict[str, Any]] = []
+                turn_log.append({"reply": (reply.raw or "")[:_REPLY_CHARS], "calls": step_log})
                 if not reply.calls:
                     break
                 texts = [call_text(n, a, methods) for n, a in reply.calls]
@@ -447,7 +455,6 @@ def run_entry(entry: BFCLEntry, policy: Policy, max_steps: int = BFCL_STEP_LIMIT
                     is_evaL_run=False,
                 )
                 answers = iter(outputs)
-                step_log = []
                 for call_id, (name, arguments), text in zip(ids, reply.calls, texts, strict=True):
                     output = (
                         next(answers)
@@ -461,7 +468,6 @@ def run_entry(entry: BFCLEntry, policy: Policy, max_steps: int = BFCL_STEP_LIMIT
                         {"name": name, "arguments": arguments, "call": text, "result": output}
                     )
                 steps.append([t if t is not None else INVALID_CALL for t in texts])
-                turn_log.append(step_log)
             else:
                 result.force_terminated = True
             decoded.append(steps)
@@ -658,33 +664,18 @@ def summary_metrics(rows: Sequence[Eval]) -> dict[str, Any]:
 
 
 def accuracy_rows(rows: Sequence[Eval]) -> list[dict[str, Any]]:
-    """Accuracy per category (and overall): passed over entries with a verdict.
+    """Accuracy per category (and overall) of one evaluation's rows: passed over entries with
+    a verdict (see :func:`training.evals.report.compare`).
 
     >>> r = lambda c, p: Eval(checkpoint="m", benchmark="bfcl", benchmark_version="v",
     ...     category=c, entry_id=f"{c}_{p}", passed=p, score=float(p), details={})
     >>> [x["accuracy"] for x in accuracy_rows([r("a", True), r("a", False), r("b", True)])]
     [0.5, 1.0, 0.667]
     """
-    by: dict[str, list[Eval]] = {}
-    for row in rows:
-        by.setdefault(row.category, []).append(row)
-    out = []
-    groups = sorted(by.items())
-    if len(groups) > 1:
-        groups.append(("all", list(rows)))
-    for category, members in groups:
-        judged = [m for m in members if m.passed is not None]
-        passed = sum(1 for m in judged if m.passed)
-        out.append(
-            {
-                "category": category,
-                "entries": len(members),
-                "passed": passed,
-                "no_verdict": len(members) - len(judged),
-                "accuracy": round(passed / len(judged), 3) if judged else None,
-            }
-        )
-    return out
+    from training.evals.report import compare
+
+    keys = ("category", "entries", "passed", "no_verdict", "accuracy")
+    return [{k: line[k] for k in keys} for line in compare(rows)]
 
 
 def _tag_pattern() -> re.Pattern[str]:
@@ -695,26 +686,3 @@ def cached_instances() -> int:
     """How many backend instances of ours bfcl-eval's executor still caches (0 after scoring)."""
     pattern = _tag_pattern()
     return sum(1 for k in vars(_executor()) if pattern.match(k))
-
-
-__all__ = [
-    "BENCHMARK",
-    "BFCL_RELEASE",
-    "CATEGORIES",
-    "BFCLEntry",
-    "BFCLError",
-    "BFCLEvalResult",
-    "EntryResult",
-    "EvalTarget",
-    "GoldPolicy",
-    "ModelPolicy",
-    "Policy",
-    "Reply",
-    "StepContext",
-    "accuracy_rows",
-    "checkpoint_target",
-    "evaluate",
-    "load_entries",
-    "run_bfcl_eval",
-    "run_entry",
-]
