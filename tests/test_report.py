@@ -223,6 +223,11 @@ def test_trajectory_rewards_leave_out_unjudged_dimensions(audit: RewardAudit) ->
     # mean of tool_call_success, schema_valid_calls (1.0) and chain_coverage (0.5)
     assert rewards[0] == pytest.approx(0.5) and rewards[-1] == pytest.approx(2.5 / 3)
     assert audit.unscored_trajectories == 0
+    # length: the query (15 characters), "{}" arguments and "{}" results per call, "done"
+    for row in audit.scored:
+        if row.table == "trajectories":
+            assert row.chars == 15 + 4 * row.tool_calls + 4
+            assert row.messages == 2 * row.tool_calls + 2
 
 
 def test_wasted_groups_and_environments(audit: RewardAudit, planted: tuple[Lake, dict]) -> None:

@@ -152,7 +152,9 @@ def _scatter(rows: Sequence[ScoredRow], x: Callable[[ScoredRow], int], xlabel: s
 
 
 def plot_reward_vs_length(audit: RewardAudit) -> Plot:
-    figure = _scatter(audit.scored, lambda r: r.messages, "length (messages)")
+    figure = _scatter(
+        audit.scored, lambda r: r.chars, "length (characters of message text and call arguments)"
+    )
     figure.axes[0].set_title("Reward vs trajectory length")
     return Plot("reward_vs_length", "Reward vs trajectory length", _png(figure))
 
@@ -176,6 +178,14 @@ def plot_environments(audit: RewardAudit) -> Plot:
         ecolor="#1a202c",
         capsize=3,
     )
+    for i, env in enumerate(envs):
+        ax.text(
+            min(env.mean, 0.8) + 0.01,
+            i,
+            f"{env.mean:.3f} ± {math.sqrt(env.variance):.3f}",
+            va="center",
+            fontsize=7,
+        )
     ax.invert_yaxis()
     ax.set_xlim(0, 1.05)
     ax.set_xlabel("mean rollout reward (bars: ± one standard deviation)")
@@ -238,13 +248,21 @@ def plot_drift(audit: RewardAudit) -> Plot:
     figure = Figure(figsize=(4.2 * cols, 2.8 * rows))
     for i, test in enumerate(tested):
         ax = figure.add_subplot(rows, cols, i + 1)
-        for cdf, n, color, name in (
-            (test.cdf_a, test.n_a, COLORS["a"], audit.snapshot),
-            (test.cdf_b, test.n_b, COLORS["b"], audit.vs),
+        for cdf, n, color, style, name in (
+            (test.cdf_a, test.n_a, COLORS["a"], "-", audit.snapshot),
+            (test.cdf_b, test.n_b, COLORS["b"], "--", audit.vs),
         ):
             xs = [0.0, *(x for x, _ in cdf), 1.0]
             ys = [0.0, *(y for _, y in cdf), 1.0]
-            ax.step(xs, ys, where="post", color=color, label=f"{name} (n={n})")
+            ax.step(
+                xs,
+                ys,
+                where="post",
+                color=color,
+                linestyle=style,
+                linewidth=2,
+                label=f"{name} (n={n})",
+            )
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("score", fontsize=8)
@@ -518,7 +536,10 @@ def render_html(audit: RewardAudit, plots: dict[str, Plot], generated: str) -> s
         rows = []
         for o in audit.outliers:
             link = RawHtml(f'<a href="#{_anchor(o.row_id)}"><code>{_e(o.row_id)}</code></a>')
-            dims = ", ".join(f"{k}={_fmt(v, 2)}" for k, v in o.dimension_scores.items())
+            judged = {k: v for k, v in o.dimension_scores.items() if v is not None}
+            dims = ", ".join(f"{k}={_fmt(v, 2)}" for k, v in judged.items())
+            if len(judged) < len(o.dimension_scores):
+                dims += f" (+{len(o.dimension_scores) - len(judged)} unjudged)"
             rows.append(
                 [
                     link,

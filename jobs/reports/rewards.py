@@ -6,8 +6,9 @@ and where pinned ``tasks``, ``chains``, ``rollouts``, ``environments``) and comp
 - per reward dimension, a histogram of the scores that were judged (``status = ok``) and the
   counts of ``missing`` and ``failed`` judgments. A failed or missing judgment has no score
   and is never counted as a pass: it is in no histogram and no mean;
-- per trajectory, its reward (the mean of its judged dimensions) against its length (messages)
-  and its tool-call count, with Pearson correlations;
+- per trajectory, its reward (the mean of its judged dimensions) against its length
+  (characters of message text and call arguments) and its tool-call count, with Pearson
+  correlations;
 - per RL environment, the mean and variance of its rollouts' rewards;
 - for RL rollouts, the share of groups whose rewards are all zero or all one: GRPO learns
   nothing from a group without variance (wasted groups);
@@ -43,6 +44,19 @@ WASTE_TOLERANCE = 1e-6
 DRIFT_ALPHA = 0.05
 OUTLIERS = 10
 POLICY_STEP = re.compile(r"@step(\d+)$")
+_TEXT = pl.element().struct.field("content").str.len_chars().fill_null(0)
+_ARGUMENTS = (
+    pl.element()
+    .struct.field("tool_calls")
+    .list.eval(pl.element().struct.field("arguments").str.len_chars())
+    .list.sum()
+    .fill_null(0)
+)
+#: A trajectory's length: characters of its messages' text plus its tool calls' arguments.
+LENGTH = (
+    pl.col("messages").list.eval(_TEXT).list.sum()
+    + pl.col("messages").list.eval(_ARGUMENTS).list.sum()
+)
 
 
 # -- statistics -------------------------------------------------------------------------------
@@ -159,11 +173,13 @@ class DimensionStats:
 
 @dataclass(frozen=True)
 class ScoredRow:
-    """A trajectory or rollout with its reward, length (messages) and tool calls."""
+    """A trajectory or rollout with its reward, length (characters of text and arguments),
+    messages and tool calls."""
 
     table: str
     row_id: str
     reward: float
+    chars: int
     messages: int
     tool_calls: int
 
@@ -389,7 +405,9 @@ def _trajectories(pinned: _Pinned) -> pl.DataFrame:
             f"snapshot {pinned.name!r} pins no trajectories table; run `astra pipeline "
             "trajectories` and pin a new snapshot (`astra lake snapshot create NAME`)"
         )
-    return frame.with_columns(pl.col("messages").list.len().alias("n_messages")).drop("messages")
+    return frame.with_columns(
+        pl.col("messages").list.len().alias("n_messages"), LENGTH.alias("chars")
+    ).drop("messages")
 
 
 def _scored_trajectories(
@@ -402,7 +420,14 @@ def _scored_trajectories(
             unscored += 1
             continue
         scored.append(
-            ScoredRow("trajectories", row["id"], reward, row["n_messages"], row["n_tool_calls"])
+            ScoredRow(
+                "trajectories",
+                row["id"],
+                reward,
+                row["chars"],
+                row["n_messages"],
+                row["n_tool_calls"],
+            )
         )
     return scored, unscored
 
@@ -428,6 +453,7 @@ def _rollouts(pinned: _Pinned) -> pl.DataFrame | None:
     )
     return frame.with_columns(
         pl.col("messages").list.len().alias("n_messages"),
+        LENGTH.alias("chars"),
         pl.col("tool_results").list.len().alias("n_calls"),
         recall.list.first().alias("recall"),
     ).drop("messages", "tool_results")
@@ -653,7 +679,7 @@ def audit_rewards(
         groups = group_stats(rollouts)
         spam.append(rollout_spam(rollouts, envs))
         scored.extend(
-            ScoredRow("rollouts", r["id"], r["reward"], r["n_messages"], r["n_calls"])
+            ScoredRow("rollouts", r["id"], r["reward"], r["chars"], r["n_messages"], r["n_calls"])
             for r in rollouts.sort("id").iter_rows(named=True)
             if r["reward"] is not None
         )
@@ -682,7 +708,7 @@ def audit_rewards(
         scored=tuple(scored),
         unscored_trajectories=unscored,
         correlation_length=pearson(
-            [r.messages for r in trajectory_rows], [r.reward for r in trajectory_rows]
+            [r.chars for r in trajectory_rows], [r.reward for r in trajectory_rows]
         ),
         correlation_calls=pearson(
             [r.tool_calls for r in trajectory_rows], [r.reward for r in trajectory_rows]
