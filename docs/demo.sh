@@ -102,4 +102,8 @@ echo "   has no variance and is skipped (tests/test_training.py trains on a grou
 $ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
 $ASTRA lake query "SELECT policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY policy_checkpoint"
 
+step "13. Reward audit: the final snapshot (with rollouts) against the trajectories snapshot"
+$ASTRA lake snapshot create demo-final --description "after training: rollouts included"
+$ASTRA report rewards --snapshot demo-final --vs demo-trajectories --out "$DEMO_OUT/reward-report"
+
 step "Done. The lake is in $LAKE; try: $ASTRA lake --help"
