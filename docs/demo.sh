@@ -102,7 +102,15 @@ echo "   has no variance and is skipped (tests/test_training.py trains on a grou
 $ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
 $ASTRA lake query "SELECT policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY policy_checkpoint"
 
-step "13. Reward audit: the final snapshot (with rollouts) against the trajectories snapshot"
+step "13. Evaluate the RL checkpoint on BFCL: our agent loop on bfcl-eval's multi-turn backends, its official checker"
+$ASTRA eval bfcl --model "$DEMO_OUT/rl/final" --categories multi_turn_base --limit 2 --max-turns 2 \
+  --max-new-tokens 16
+echo "-- the tiny model writes no tool call yet, so BFCL's checker fails each entry at its first"
+echo "   turn (empty_turn_model_response); BFCL's ground truth through the same loop passes:"
+$ASTRA eval bfcl --gold --categories multi_turn_base --limit 2
+$ASTRA report evals
+
+step "14. Reward audit: the final snapshot (with rollouts) against the trajectories snapshot"
 $ASTRA lake snapshot create demo-final --description "after training: rollouts included"
 $ASTRA report rewards --snapshot demo-final --vs demo-trajectories --out "$DEMO_OUT/reward-report"
 
