@@ -26,6 +26,7 @@ from astra.options import (
     SnapshotOption,
 )
 from astra.output import (
+    CountProgress,
     OutputFormat,
     console,
     err_console,
@@ -35,8 +36,8 @@ from astra.output import (
     rich_progress,
     to_jsonable,
 )
-from astra.search_cli import app as search_app
 from astra.report_cli import app as report_app
+from astra.search_cli import app as search_app
 from astra.train_cli import app as train_app
 from lake import Lake, LakeError
 from lake.lineage import LineageNode, lineage
@@ -76,8 +77,8 @@ pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_ar
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
-app.add_typer(report_app, name="report")
 app.add_typer(search_app, name="search")
+app.add_typer(report_app, name="report")
 app.add_typer(eval_app, name="eval")
 
 
@@ -396,14 +397,16 @@ def run_command(
         instance.with_api_key(api_key(settings))
     factory = spark_factory(settings)  # starts Spark only if the job asks for it
     try:
-        result = run_job(
-            open_lake(lake),
-            instance,
-            seed=seed,
-            snapshot=snapshot,
-            progress=rich_progress,
-            spark_factory=factory,
-        )
+        with CountProgress() as counts:
+            result = run_job(
+                open_lake(lake),
+                instance,
+                seed=seed,
+                snapshot=snapshot,
+                progress=rich_progress,
+                count_progress=counts,
+                spark_factory=factory,
+            )
     finally:
         factory.stop()
     if fmt is OutputFormat.JSON:
@@ -511,7 +514,9 @@ def pipeline_trajectories(
         fmt,
         f"trajectory pipeline ({settings.llm.backend} backend)",
         f"astra pipeline trajectories from {source}",
-        lambda target, on_stage: run_trajectory_pipeline(target, settings, source, on_stage),
+        lambda target, progress: run_trajectory_pipeline(
+            target, settings, source, progress.stage, count_progress=progress
+        ),
     )
 
 
@@ -542,7 +547,9 @@ def pipeline_environments(
         fmt,
         "environment pipeline",
         "astra pipeline environments",
-        lambda target, on_stage: run_environment_pipeline(target, settings, on_stage),
+        lambda target, progress: run_environment_pipeline(
+            target, settings, progress.stage, count_progress=progress
+        ),
     )
 
 
@@ -555,8 +562,8 @@ def _run_pipeline(
     run: Any,
 ) -> None:
     target = open_lake(lake)
-    with console.status("starting") as status:
-        outcomes = run(target, lambda name: status.update(f"running {name}"))
+    with CountProgress() as progress:
+        outcomes = run(target, progress)
     if snapshot:
         target.create_snapshot(snapshot, description=description)
     rows = [

@@ -121,3 +121,45 @@ def rich_progress(items: Iterable[T], total: int | None, description: str) -> It
         for item in items:
             yield item
             progress.advance(task)
+
+
+class CountProgress:
+    """Live counts on stderr, one bar per description: a pipeline's current stage, each Spark
+    stage's finished tasks, the rows each write produced. Use it as a context manager and pass
+    it as ``count_progress``; silent when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._stage: Any = None
+
+    def __enter__(self) -> CountProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def stage(self, name: str) -> None:
+        """A pipeline moved on to stage ``name``: one line that names it."""
+        if self._stage is None:
+            self._stage = self._progress.add_task(f"stage {name}", total=None)
+        else:
+            self._progress.update(self._stage, description=f"stage {name}")
+
+    def __call__(self, description: str, done: int, total: int) -> None:
+        task = self._tasks.get(description)
+        if task is None:
+            self._tasks[description] = self._progress.add_task(
+                description, total=total, completed=done
+            )
+        else:
+            self._progress.update(task, total=total, completed=done)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.base import Job, JobResult
+from jobs.base import CountProgressFn, Job, JobResult
 from jobs.config import AstraConfig
 from jobs.environments import BuildEnvironments, EnvParams, QAParams, SynthesizeQA
 from jobs.graph import BuildToolGraph, GraphParams
@@ -133,9 +133,11 @@ def run_trajectory_pipeline(
     source: str,
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
+    count_progress: CountProgressFn | None = None,
 ) -> list[StageOutcome]:
     """Run every trajectory stage in order; a given ``factory`` is reused and left running."""
-    return run_stages(lake, config, trajectory_jobs(config, source), on_stage, factory)
+    jobs = trajectory_jobs(config, source)
+    return run_stages(lake, config, jobs, on_stage, factory, count_progress)
 
 
 def run_environment_pipeline(
@@ -143,9 +145,11 @@ def run_environment_pipeline(
     config: AstraConfig,
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
+    count_progress: CountProgressFn | None = None,
 ) -> list[StageOutcome]:
     """Run every environment stage in order, on the trajectories already in the lake."""
-    return run_stages(lake, config, environment_jobs(config), on_stage, factory)
+    jobs = environment_jobs(config)
+    return run_stages(lake, config, jobs, on_stage, factory, count_progress)
 
 
 def run_stages(
@@ -154,8 +158,12 @@ def run_stages(
     jobs: list[Job],
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
+    count_progress: CountProgressFn | None = None,
 ) -> list[StageOutcome]:
-    """Run ``jobs`` in order; a given ``factory`` is reused and left running."""
+    """Run ``jobs`` in order; a given ``factory`` is reused and left running.
+
+    ``on_stage(name)`` is called as each job starts; ``count_progress`` gets the jobs' Spark
+    task counts and rows written."""
     owned = factory is None
     session = factory or spark_factory(config)
     outcomes = []
@@ -163,7 +171,13 @@ def run_stages(
         for job in jobs:
             if on_stage is not None:
                 on_stage(job.name)
-            result = run_job(lake, job, seed=config.seed, spark_factory=session)
+            result = run_job(
+                lake,
+                job,
+                seed=config.seed,
+                spark_factory=session,
+                count_progress=count_progress,
+            )
             outcomes.append(StageOutcome(job.name, result))
     finally:
         if owned:

@@ -24,6 +24,9 @@ T = TypeVar("T")
 ProgressFn = Callable[[Iterable[Any], int | None, str], Iterable[Any]]
 """Wraps an iterable to show progress: ``(items, total, description) -> items``."""
 
+CountProgressFn = Callable[[str, int, int], None]
+"""Reports a count as it changes: ``(description, done, total)`` (Spark tasks, rows written)."""
+
 
 def no_progress(items: Iterable[T], total: int | None, description: str) -> Iterable[T]:
     return items
@@ -74,6 +77,7 @@ class JobContext:
     inputs: dict[str, TableView]
     seed: int
     progress: ProgressFn = no_progress
+    count_progress: CountProgressFn | None = None
     spark_factory: Callable[[], Any] | None = None
     kept: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
@@ -150,6 +154,7 @@ def params_dict(params: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "CountProgressFn",
     "Job",
     "JobContext",
     "JobResult",

@@ -41,6 +41,7 @@ from jobs.envs.codegen import MockRow, created_values, decoys, key_of, python_na
 from jobs.envs.embed import banded, components, embed, tool_text
 from jobs.envs.traces import structure_checks, trace_from_trajectory
 from jobs.envs.verify import GoldCall, Verification, verify_replay
+from jobs.spark import SparkProgress
 from jobs.stages import (
     BackendParams,
     ServerGroup,
@@ -281,7 +282,9 @@ class SynthesizeQA(SparkStage):
             return
         # The keep threshold is a percentile of every judged trace's score: a global step,
         # done on the driver over the judged traces (LLM-bound, so not many).
-        traces = [QATrace.from_record(r) for r in result.frame.toArrow().to_pylist()]
+        with SparkProgress(ctx.spark, ctx.count_progress, "judge QA traces"):
+            records = result.frame.toArrow().to_pylist()
+        traces = [QATrace.from_record(r) for r in records]
         kept, threshold = apply_keep_threshold(traces, params.keep_percentile)
         ctx.run.metrics["qa_keep_threshold"] = {
             "percentile": params.keep_percentile,
@@ -687,7 +690,8 @@ class BuildEnvironments(SparkStage):
         verified = frame.repartition(params.verify_slices, "qa_id").mapInArrow(
             verify_batches, VERIFIED_DDL
         )
-        outcome = {r["qa_id"]: r for r in verified.toArrow().to_pylist()}
+        with SparkProgress(ctx.spark, ctx.count_progress, "verify environments in the sandbox"):
+            outcome = {r["qa_id"]: r for r in verified.toArrow().to_pylist()}
         timings["verify_wall_s"] += time.perf_counter() - start
         timings["sandbox_s"] = sum(r["seconds"] for r in outcome.values())
         self._write(ctx, params, traces, serving, outcome, timings)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobs.base import Job, JobContext, JobResult, ProgressFn, no_progress, params_dict
+from jobs.base import (
+    CountProgressFn,
+    Job,
+    JobContext,
+    JobResult,
+    ProgressFn,
+    no_progress,
+    params_dict,
+)
 from lake import Lake, TableNotFoundError
 
 
@@ -16,11 +24,14 @@ def run_job(
     seed: int = 0,
     snapshot: str | None = None,
     progress: ProgressFn = no_progress,
+    count_progress: CountProgressFn | None = None,
     spark_factory: Callable[[], Any] | None = None,
 ) -> JobResult:
     """Run ``job`` once. An identical earlier run (same key) makes this a no-op.
 
     Inputs are read at the latest committed versions, or at ``snapshot`` when given.
+    ``progress`` wraps the job's in-process loops; ``count_progress`` receives its Spark
+    stages' task counts and the rows each output write produced.
     """
     versions: dict[str, int] = {}
     for table in job.inputs:
@@ -45,6 +56,7 @@ def run_job(
         inputs=inputs,
         seed=seed,
         progress=progress,
+        count_progress=count_progress,
         spark_factory=spark_factory,
     )
     with run:

@@ -232,6 +232,8 @@ class SparkProgress:
                 stage = tracker.getStageInfo(stage_id)
                 if stage is None:
                     continue
+                if stage.numCompletedTasks == 0 and stage.numActiveTasks == 0:
+                    continue  # not started yet, or skipped (its shuffle output was reused)
                 state = (stage.numCompletedTasks, stage.numTasks)
                 if self._seen.get(stage_id) != state:
                     self._seen[stage_id] = state

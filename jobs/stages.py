@@ -253,7 +253,12 @@ class SparkStage(Job):
         # A stage derives its whole output table from its whole inputs: it replaces the table
         # (earlier versions stay in history and in snapshots).
         summary = write_table(
-            result.frame, ctx.run, table, source=self.name, progress=log_progress, replace=True
+            result.frame,
+            ctx.run,
+            table,
+            source=self.name,
+            progress=ctx.count_progress or log_progress,
+            replace=True,
         )
         ctx.kept[table] += summary.rows
         for reason, count in summary.reject_reasons.items():

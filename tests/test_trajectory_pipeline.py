@@ -39,12 +39,37 @@ def config() -> AstraConfig:
     return load_config(None, SMALL)
 
 
+PROGRESS: list[tuple[str, int, int]] = []
+
+
 @pytest.fixture(scope="module")
 def first(
     tmp_path_factory: pytest.TempPathFactory, config: AstraConfig, factory: SparkSessionFactory
 ) -> tuple[Lake, list[StageOutcome]]:
     lake = Lake(tmp_path_factory.mktemp("pipeline") / "lake")
-    return lake, run_trajectory_pipeline(lake, config, "builtin:sample", factory=factory)
+    outcomes = run_trajectory_pipeline(
+        lake,
+        config,
+        "builtin:sample",
+        factory=factory,
+        count_progress=lambda description, done, total: PROGRESS.append((description, done, total)),
+    )
+    return lake, outcomes
+
+
+def test_progress_reports_spark_tasks_and_rows_written(
+    first: tuple[Lake, list[StageOutcome]],
+) -> None:
+    """Long runs show their Spark stages' task counts and each write's row count."""
+    lake, _ = first
+    written = {d: done for d, done, _ in PROGRESS if d.endswith(": rows written")}
+    for table in ("tool_edges", "chains", "tasks", "trajectories", "rewards", "sft_examples"):
+        assert written[f"write {table}: rows written"] == lake.read(table).count_rows()
+    final: dict[str, tuple[int, int]] = {}
+    for description, done, total in PROGRESS:
+        if ": stage " in description:
+            final[description] = (done, total)
+    assert final and all(done == total > 0 for done, total in final.values())
 
 
 def test_every_stage_writes_rows(first: tuple[Lake, list[StageOutcome]]) -> None:
