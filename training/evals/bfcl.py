@@ -474,9 +474,9 @@ def run_entry(entry: BFCLEntry, policy: Policy, max_steps: int = BFCL_STEP_LIMIT
             log.append(turn_log)
             if result.force_terminated:
                 break
-    except Exception as exc:  # the policy failed (an endpoint error): no verdict
+    except Exception as exc:  # the policy failed (e.g. an endpoint error): no verdict
         _forget(tag)
-        result.error = f"policy failed: {type(exc).__name__}: {exc}"
+        result.error = f"inference failed: {type(exc).__name__}: {exc}"
         return result
     try:
         if len(decoded) != len(entry.ground_truth):
