@@ -97,7 +97,6 @@ class LakeState:
         self.committed_versions.setdefault(table, set()).add(version)
 
 
-
 class EventLog:
     """Reads and appends the ``events`` table of one lake."""
 
