@@ -92,6 +92,12 @@ echo "-- the last call alone, in a fresh session: the record it needs was never 
 LAST_CALL=$($ASTRA env show "$ENV_ID" --format json | "$PYTHON" -c 'import json,sys; e=json.load(sys.stdin)["environment"]["expected"][-1]; a=json.loads(e["arguments"]); print(e["tool_name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in a.items()) + ")")')
 $ASTRA env try "$ENV_ID" --call "$LAST_CALL"
 
+step "11b. Search tools, tasks and trajectories: full text (BM25) and by meaning (embeddings)"
+$ASTRA run build-search-index
+$ASTRA search text "cancel a reservation and refund" --limit 5
+echo "-- the tools closest in meaning to book_flight (its stored embedding; itself left out):"
+$ASTRA search similar "$TOOL_ID" --table tools --limit 5
+
 step "12. Training on the pinned snapshot: a few SFT steps, then a few RL steps, of a tiny model"
 $ASTRA train sft --snapshot demo-environments --max-steps 4 --batch-size 2 --out "$DEMO_OUT/sft"
 $ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 \

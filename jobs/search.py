@@ -117,6 +117,13 @@ class SearchIndexParams:
     max_chars: int = field(
         default=2000, metadata={"help": "longest document text kept (longer text is cut)"}
     )
+    embed_chars: int = field(
+        default=512,
+        metadata={
+            "help": "characters of each document the embedding reads (its start: the user's "
+            "request for a trajectory); full-text search always sees max_chars"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -128,8 +135,8 @@ class SearchIndexParams:
                 f"vector_index_min_rows={self.vector_index_min_rows}: IVF_PQ needs at least "
                 f"{MIN_VECTOR_INDEX_ROWS} rows to train; use {MIN_VECTOR_INDEX_ROWS} or more"
             )
-        if self.max_chars < 1:
-            raise ValueError(f"max_chars={self.max_chars}: must be positive")
+        if self.max_chars < 1 or self.embed_chars < 1:
+            raise ValueError("max_chars and embed_chars must be positive")
 
 
 class BuildSearchIndex(Job):
@@ -176,11 +183,12 @@ class BuildSearchIndex(Job):
                 count += 1
             per_source[source] = count
         vectors = np.zeros((0, EMBEDDING_DIMS), dtype=np.float32)
-        batches = [texts[i : i + 512] for i in range(0, len(texts), 512)]
+        heads = [t[: params.embed_chars] for t in texts]
+        batches = [heads[i : i + 256] for i in range(0, len(heads), 256)]
         chunks = [embed(b) for b in ctx.track(batches, len(batches), "embedding documents")]
         if chunks:
             vectors = np.concatenate(chunks)
-        embedder = embedder_version()
+        embedder = f"{embedder_version()}, first {params.embed_chars} characters"
         docs = pa.table(
             {
                 "id": [
@@ -248,7 +256,7 @@ def snippet(text: str, query: str | None = None, width: int = SNIPPET_CHARS) -> 
     """``width`` characters of ``text`` around the first word of ``query`` it contains.
 
     >>> snippet("one two three four five", "four", width=9)
-    '...e four f...'
+    '...ee four f...'
     >>> snippet("short", "absent")
     'short'
     """
