@@ -187,40 +187,42 @@ def test_lancedb_sees_the_same_indexes(lake: Lake) -> None:
     assert found["source_id"].to_pylist() == [tool_id("charter_zeppelin")]
 
 
-def test_a_run_builds_a_vector_index_on_the_version_it_commits(tmp_path: Path) -> None:
-    """Run.create_index with IVF_PQ (no model needed: random unit vectors, one planted twin)."""
-    lake = Lake(tmp_path / "lake")
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(300, EMBEDDING_DIMS)).astype(np.float32)
+def random_docs(n: int, seed: int = 0) -> tuple[pa.Table, list[str]]:
+    """``n`` search docs with random unit embeddings; doc 1's is a near-twin of doc 0's."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(n, EMBEDDING_DIMS)).astype(np.float32)
     vectors[1] = vectors[0] + 0.01 * rng.normal(size=EMBEDDING_DIMS).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    ids = [f"tool-{i:024x}" for i in range(300)]
+    ids = [f"tool-{i:024x}" for i in range(n)]
     docs = pa.table(
         {
-            "source_table": ["tools"] * 300,
+            "source_table": ["tools"] * n,
             "source_id": ids,
-            "source_version": [1] * 300,
-            "text": [f"document {i}" for i in range(300)],
+            "source_version": [1] * n,
+            "text": [f"document {i}" for i in range(n)],
             "embedding": pa.FixedSizeListArray.from_arrays(
                 pa.array(vectors.ravel(), pa.float32()), EMBEDDING_DIMS
             ),
-            "embedder": ["random"] * 300,
+            "embedder": ["random"] * n,
             "parent_ids": [[i] for i in ids],
         }
     )
+    return docs, ids
+
+
+IVF_PQ = {"metric": "cosine", "num_partitions": 1, "num_sub_vectors": 48}
+
+
+def test_a_run_builds_a_vector_index_on_the_version_it_commits(tmp_path: Path) -> None:
+    """Run.create_index with IVF_PQ (no model needed: random vectors, one planted twin)."""
+    lake = Lake(tmp_path / "lake")
+    docs, ids = random_docs(300)
     with lake.run("index-test") as run:
         with pytest.raises(RunStateError, match="write the table in this run first"):
             run.create_index("search_docs", "embedding", "IVF_PQ")
         run.replace("search_docs", docs)
         run.create_index("search_docs", "text", "FTS")
-        run.create_index(
-            "search_docs",
-            "embedding",
-            "IVF_PQ",
-            metric="cosine",
-            num_partitions=1,
-            num_sub_vectors=48,
-        )
+        run.create_index("search_docs", "embedding", "IVF_PQ", **IVF_PQ)
     commit = run.result.commit_for("search_docs")
     assert commit is not None and lake.state.versions["search_docs"] == commit.version
     assert run.result.metrics["indexes"]["search_docs"]["version"] == commit.version
@@ -228,12 +230,41 @@ def test_a_run_builds_a_vector_index_on_the_version_it_commits(tmp_path: Path) -
     assert index.vector_indexed
     hits = index.similar(ids[0], limit=3)
     assert hits[0].source_id == ids[1] and ids[0] not in [h.source_id for h in hits]
-    # A later write sees a consistent lake: nothing to roll back.
-    lake.append("search_docs", docs.slice(0, 1).set_column(3, "text", pa.array(["another"])))
-    assert not [e for _, e in lake.events() if type(e).__name__ == "UncommittedVersionsDiscarded"]
     assert SearchDoc.arrow_schema().field("embedding").type == pa.list_(
         pa.float32(), EMBEDDING_DIMS
     )
+
+
+def test_a_run_that_dies_while_indexing_leaves_nothing_readable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lance
+
+    lake = Lake(tmp_path / "lake")
+    first, _ = random_docs(300, seed=1)
+    with lake.run("index-test", {"n": 1}) as run:
+        run.replace("search_docs", first)
+        run.create_index("search_docs", "text", "FTS")
+    good = lake.read("search_docs").version
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full while indexing")
+
+    monkeypatch.setattr(lance.LanceDataset, "create_index", crash)
+    second, _ = random_docs(300, seed=2)
+    with pytest.raises(OSError, match="disk full"), lake.run("index-test", {"n": 2}) as run:
+        run.replace("search_docs", second)
+        run.create_index("search_docs", "embedding", "IVF_PQ", **IVF_PQ)
+    # The new rows were committed to Lance, but never to the log: readers still see `good`.
+    assert lake.read("search_docs").version == good
+    assert lake.read("search_docs").to_arrow()["text"].to_pylist() == first["text"].to_pylist()
+    monkeypatch.undo()
+    with lake.run("index-test", {"n": 3}) as run:
+        run.replace("search_docs", second)
+        run.create_index("search_docs", "embedding", "IVF_PQ", **IVF_PQ)
+    discarded = [e for _, e in lake.events() if type(e).__name__ == "UncommittedVersionsDiscarded"]
+    assert len(discarded) == 1 and discarded[0].table == "search_docs"
+    assert SearchIndex.open(lake).vector_indexed
 
 
 def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
