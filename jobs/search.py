@@ -165,7 +165,6 @@ class BuildSearchIndex(Job):
         ids: list[str] = []
         texts: list[str] = []
         tables: list[str] = []
-        versions: list[int] = []
         per_source: dict[str, int] = {}
         for source in params.sources:
             view = ctx.read(source)
@@ -179,7 +178,6 @@ class BuildSearchIndex(Job):
                 ids.append(record["id"])
                 texts.append(text)
                 tables.append(source)
-                versions.append(view.version)
                 count += 1
             per_source[source] = count
         vectors = np.zeros((0, EMBEDDING_DIMS), dtype=np.float32)
@@ -200,7 +198,6 @@ class BuildSearchIndex(Job):
                 "parent_ids": [[i] for i in ids],
                 "source_table": tables,
                 "source_id": ids,
-                "source_version": pa.array(versions, pa.int64()),
                 "text": texts,
                 "embedding": pa.FixedSizeListArray.from_arrays(
                     pa.array(vectors.ravel(), pa.float32()), EMBEDDING_DIMS

@@ -4,7 +4,9 @@
 ``trajectories`` and builds a full-text index on ``text`` (and a vector index on
 ``embedding`` once the table is large enough) in the same commit, so a snapshot pins the
 documents and their indexes together. Each document points back to its source row
-(``source_id``, also its only parent) and names the source table version it was made from.
+(``source_id``, also its only parent); the run that wrote the table records the versions of
+the sources it read (its ``RunStarted`` inputs), so the rows themselves carry no version and
+a replay in a scratch lake reproduces their content hash.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ class SearchDoc(Row):
 
     source_table: SearchSource
     source_id: str
-    source_version: int
     text: str
     embedding: Embedding
     embedder: str
