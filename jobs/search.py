@@ -180,12 +180,14 @@ class BuildSearchIndex(Job):
                 tables.append(source)
                 count += 1
             per_source[source] = count
-        vectors = np.zeros((0, EMBEDDING_DIMS), dtype=np.float32)
+        # Each distinct text is embedded once (a trajectory usually starts with its task).
         heads = [t[: params.embed_chars] for t in texts]
-        batches = [heads[i : i + 256] for i in range(0, len(heads), 256)]
+        distinct = list(dict.fromkeys(heads))
+        batches = [distinct[i : i + 256] for i in range(0, len(distinct), 256)]
         chunks = [embed(b) for b in ctx.track(batches, len(batches), "embedding documents")]
-        if chunks:
-            vectors = np.concatenate(chunks)
+        unique = np.concatenate(chunks) if chunks else np.zeros((0, EMBEDDING_DIMS), np.float32)
+        row_of = {head: i for i, head in enumerate(distinct)}
+        vectors = unique[[row_of[h] for h in heads]] if heads else unique
         embedder = f"{embedder_version()}, first {params.embed_chars} characters"
         docs = pa.table(
             {
