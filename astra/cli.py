@@ -15,6 +15,8 @@ os.environ.setdefault("LANCE_LOG", "error")
 import typer
 from rich.tree import Tree
 
+from astra.dedup_cli import app as dedup_app
+from astra.dedup_cli import pipeline_dedup
 from astra.env_cli import app as env_app
 from astra.eval_cli import app as eval_app
 from astra.options import (
@@ -44,6 +46,7 @@ from lake.lineage import LineageNode, lineage
 from sandbox.cli import app as sandbox_app
 from schemas.events import (
     Event,
+    RowsDeduplicated,
     RowsRejected,
     RunFailed,
     RunFinished,
@@ -77,6 +80,8 @@ pipeline_app = typer.Typer(help="Run the synthesis pipelines end to end.", no_ar
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(env_app, name="env")
 app.add_typer(train_app, name="train")
+app.add_typer(dedup_app, name="dedup")
+pipeline_app.command("dedup")(pipeline_dedup)
 app.add_typer(search_app, name="search")
 app.add_typer(report_app, name="report")
 app.add_typer(eval_app, name="eval")
@@ -107,6 +112,9 @@ def summarize(event: Event) -> str:
         return f"{event.name}: " + ", ".join(f"{p.table}@{p.version}" for p in event.tables)
     if isinstance(event, UncommittedVersionsDiscarded):
         return f"rolled back versions {list(event.discarded)} of a run that died"
+    if isinstance(event, RowsDeduplicated):
+        reasons = ", ".join(f"{k}={v}" for k, v in event.reasons.items())
+        return f"dropped {len(event.dropped)} ({reasons}), kept {event.kept}"
     return ""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 
 from jobs.base import Job
+from jobs.dedup import DEDUP_JOBS
 from jobs.environments import BuildEnvironments, SynthesizeQA
 from jobs.graph import BuildToolGraph
 from jobs.ingest import IngestCatalog
@@ -20,6 +21,7 @@ JOBS: dict[str, type[Job]] = {
         SynthesizeQA,
         BuildEnvironments,
         BuildSearchIndex,
+        *DEDUP_JOBS,
     )
 }
 

@@ -148,7 +148,8 @@ def validate(model: type[Row], data: pa.Table, source: str) -> Validated:
     if cast is None:
         cast, rejects = _validate_rowwise(model, data, source)
     bad_any = pa.array(np.zeros(cast.num_rows, dtype=bool))
-    for reason, mask in _row_problems(model, cast):
+    # An empty write has nothing to check (and its masks have no type to fill).
+    for reason, mask in _row_problems(model, cast) if cast.num_rows else ():
         mask = pc.fill_null(mask, False)
         if not pc.any(mask).as_py():
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 from schemas.base import Json, Row, Struct, TableModel, canonical_json, content_id
 from schemas.chains import Chain, Verdict
 from schemas.checkpoints import Checkpoint
+from schemas.dedup import DedupCluster
 from schemas.environments import Distractor, Environment, EnvTool, ExpectedAnswer
 from schemas.evals import Eval
 from schemas.events import EventRecord
@@ -39,6 +40,7 @@ DATA_TABLES: dict[str, type[Row]] = {
         Rollout,
         Checkpoint,
         Eval,
+        DedupCluster,
         SearchDoc,
         Reject,
     )
@@ -68,6 +70,7 @@ __all__ = [
     "SYSTEM_TABLES",
     "Chain",
     "Checkpoint",
+    "DedupCluster",
     "Distractor",
     "EdgeEvidence",
     "EnvTool",

@@ -97,6 +97,19 @@ class RunFailed(Event):
     error: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RowsDeduplicated(Event):
+    """Curation decided which rows of ``table`` stay: ``dropped`` ids left the table's new
+    version (they remain in its history), ``reasons`` counts them by level (``exact``,
+    ``near``, ``semantic``, ``contamination``, or ``parent_dropped`` for rows derived from a
+    dropped row); ``kept`` rows stayed."""
+
+    table: str  # type: ignore[misc]
+    kept: int
+    dropped: tuple[str, ...]
+    reasons: dict[str, int]
+
+
 @dataclass(frozen=True)
 class PinnedVersion:
     """A table pinned by a snapshot, with its row count and content hash at that version."""
@@ -125,6 +138,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunFinished,
         RunFailed,
         SnapshotCreated,
+        RowsDeduplicated,
     )
 }
 
@@ -150,7 +164,7 @@ def _decode(value: Any, annotation: Any) -> Any:
         return tuple(TableVersion(**v) for v in value)
     if "PinnedVersion" in text and isinstance(value, list):
         return tuple(PinnedVersion(**v) for v in value)
-    if "tuple[int" in text and isinstance(value, list):
+    if ("tuple[int" in text or "tuple[str" in text) and isinstance(value, list):
         return tuple(value)
     return value
 
