@@ -117,6 +117,21 @@ def train_rl(
         list[str] | None, typer.Option("--env", help="Train only on this environment (repeat).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and environment order.")] = 0,
+    vllm: Annotated[
+        bool,
+        typer.Option(
+            "--vllm",
+            help="Sample rollouts with vLLM in this process (the gpu extra), its weights synced "
+            "from the policy after every update; default: transformers.",
+        ),
+    ] = False,
+    vllm_gpu_memory_utilization: Annotated[
+        float,
+        typer.Option(
+            help="With --vllm: the fraction of GPU memory (host memory on CPU builds) vLLM "
+            "reserves; the rest stays for training.",
+        ),
+    ] = 0.3,
     model_cache: CacheOption = Path(".cache/models"),
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
@@ -125,9 +140,17 @@ def train_rl(
     rollout goes to the lake's rollouts table."""
     from lake import Lake
     from training.rl import RLSettings, run_rl
+    from training.vllm_sampler import VLLMOptions, VLLMUnavailableError, vllm_version
 
     if not model:
         raise typer.BadParameter("give --model PATH (e.g. an SFT checkpoint's folder)")
+    options = None
+    if vllm:
+        try:
+            vllm_version()
+            options = VLLMOptions(gpu_memory_utilization=vllm_gpu_memory_utilization)
+        except (VLLMUnavailableError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--vllm") from exc
     settings = RLSettings(
         steps=steps,
         group_size=group_size,
@@ -142,15 +165,25 @@ def train_rl(
         environments=tuple(env or ()),
     )
     with console.status("training (RL)"):
-        result = run_rl(
-            Lake(lake), snapshot, model, _run_dir("rl", out), settings, model_cache=model_cache
-        )
+        try:
+            result = run_rl(
+                Lake(lake),
+                snapshot,
+                model,
+                _run_dir("rl", out),
+                settings,
+                model_cache=model_cache,
+                vllm=options,
+            )
+        except VLLMUnavailableError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--vllm") from exc
     steps_rows = [
         {k: v for k, v in entry.items() if k != "step"} | {"step": entry["step"]}
         for entry in result.metrics["history"]
     ]
     summary = {
         "run_id": result.run_id,
+        "generator": result.metrics["generator"],
         "rollouts": result.metrics["rollouts"],
         "environment_steps": result.metrics["environment_steps"],
         "generation_s": result.metrics["generation_s"],

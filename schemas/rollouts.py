@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from schemas.base import Row, Struct
 from schemas.trajectories import Message
@@ -31,6 +31,9 @@ class Rollout(Row):
         "sample_index",
         "policy_checkpoint",
     )
+    # 2: ``generator`` (which sampler produced the rollout: "transformers X" or "vllm X").
+    SCHEMA_VERSION: ClassVar[int] = 2
+    UPCASTS: ClassVar[dict[int, Any]] = {1: lambda record: {**record, "generator": None}}
 
     environment_id: str
     group_id: str
@@ -44,3 +47,6 @@ class Rollout(Row):
     reward: float | None
     reward_parts: list[RewardPart]
     runtime_digest: str
+    #: The sampler and its version, e.g. "transformers 5.24.0" or "vllm 0.32.0"; None on rows
+    #: written before it was recorded.
+    generator: str | None = None

@@ -88,8 +88,10 @@ def build_tiny(texts: Iterable[str], folder: Path, seed: int = 0, vocab_size: in
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        # Head size 32 (64 / 2): the smallest vLLM's CPU attention kernels support; the
+        # parameter shapes are those of 4 heads of 16 with 2 key/value heads.
+        num_attention_heads=2,
+        num_key_value_heads=1,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         bos_token_id=None,

@@ -13,7 +13,9 @@ reward parts, group, policy checkpoint, snapshot and sandbox runtime digest.
 
 trl's ``GRPOTrainer`` is not used: its multi-turn entry points change between releases and
 cannot keep the sampled token ids exact across tool turns, which the rollout table promises.
-Generation uses transformers on CPU; on a GPU machine the same loop runs on CUDA.
+Generation uses transformers (on CUDA when there is a GPU), or with ``vllm`` a vLLM engine
+colocated in this process (:mod:`training.vllm_sampler`) whose weights are synced from the
+policy after every update; each rollout row and the run's metrics name the generator.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +38,7 @@ from training.models import load, resolve
 from training.pinned import PinnedInputs
 from training.rewards import REWARDS
 from training.rollout import EnvRuntime, Episode, run_episode
+from training.vllm_sampler import VLLMOptions, VLLMSampler, transformers_label
 
 TABLES = ["environments", "env_tools"]
 
@@ -142,7 +147,13 @@ class RLResult:
 
 
 def _rollout_row(
-    episode: Episode, group_id: str, index: int, policy: str, snapshot: str, runtime: str
+    episode: Episode,
+    group_id: str,
+    index: int,
+    policy: str,
+    snapshot: str,
+    runtime: str,
+    generator: str,
 ) -> Rollout:
     return Rollout(
         environment_id=episode.environment_id,
@@ -157,6 +168,7 @@ def _rollout_row(
         reward=episode.reward,
         reward_parts=episode.reward_parts,
         runtime_digest=runtime,
+        generator=generator,
         parent_ids=[episode.environment_id],
     )
 
@@ -177,30 +189,51 @@ def run_rl(
     settings: RLSettings = RLSettings(),
     generate: Any = None,
     model_cache: Path = Path(".cache/models"),
+    vllm: VLLMOptions | None = None,
 ) -> RLResult:
     """Train ``model`` (a folder) with multi-turn GRPO on the snapshot's environments.
 
     ``generate`` replaces the policy's sampler (tests drive a gold policy through it); the
     update still goes through the model's own log-probabilities of the tokens produced.
+    ``vllm`` samples through a colocated vLLM engine instead of transformers.
     """
     import torch
 
+    if generate is not None and vllm is not None:
+        raise ValueError("give either generate or vllm, not both")
     pinned = PinnedInputs.resolve(lake, snapshot)
-    policy, tokenizer = load(resolve(model, model_cache))
+    path = resolve(model, model_cache)
+    policy, tokenizer = load(path)
     if torch.cuda.is_available():  # generation and updates on the GPU when there is one
         policy.to("cuda")
     optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate)
     output_dir.mkdir(parents=True, exist_ok=True)
     inputs = pinned.inputs(TABLES)
+    engine = (
+        VLLMSampler(
+            path,
+            tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            settings.temperature,
+            settings.max_new_tokens,
+            settings.max_tokens,
+            settings.seed,
+            vllm,
+        )
+        if vllm is not None
+        else None
+    )
+    generator = "given" if generate else engine.label if engine else transformers_label()
     params = {
         "snapshot": pinned.snapshot.name,
         "model": model,
+        "generator": generator,
         "settings": asdict(settings),
         "content_hashes": {p.table: p.content_hash for p in inputs},
     }
     rng = random.Random(settings.seed)
     timings = {"generation_s": 0.0, "sandbox_s": 0.0, "update_s": 0.0, "lake_s": 0.0}
     with (
+        _closing(engine),
         Sandbox() as sandbox,
         lake.run(
             "train-rl",
@@ -220,7 +253,7 @@ def run_rl(
                 f"snapshot {pinned.snapshot.name!r} has no environments to train on; run "
                 "`astra pipeline environments` and pin a new snapshot (or check --env ids)"
             )
-        draw = generate or sampler(policy, tokenizer, settings, settings.seed)
+        draw = generate or engine or sampler(policy, tokenizer, settings, settings.seed)
         timed = _timed(draw, timings)
         buffer: deque[list[tuple[Episode, float]]] = deque()
         rows: list[Rollout] = []
@@ -252,7 +285,7 @@ def run_rl(
                 timings["sandbox_s"] += sum(e.sandbox_s for e in episodes)
                 rows.extend(
                     _rollout_row(e, group_id, i, policy_name, pinned.snapshot.name,
-                                 sandbox.runtime_digest)
+                                 sandbox.runtime_digest, generator)
                     for i, e in enumerate(episodes)
                 )  # fmt: skip
                 rewards = [e.reward for e in episodes]
@@ -273,6 +306,8 @@ def run_rl(
                     optimizer.step()
                     loss_value = float(loss.detach())
                 timings["update_s"] += time.perf_counter() - tick
+                if engine is not None and loss is not None:
+                    engine.sync(policy)  # on-policy: the next rollouts see these weights
             history.append(
                 {
                     "step": step,
@@ -296,6 +331,7 @@ def run_rl(
         run.append("rollouts", Rollout.to_arrow(rows))
         steps_env = sum(len(r.tool_results) for r in rows)
         metrics = {
+            "generator": generator,
             "steps": settings.steps,
             "rollouts": len(rows),
             "environment_steps": steps_env,
@@ -304,6 +340,12 @@ def run_rl(
             "history": history,
             **{k: round(v, 3) for k, v in timings.items()},
         }
+        if engine is not None:
+            metrics |= {
+                "vllm_start_s": round(engine.start_s, 3),
+                "weight_syncs": engine.syncs,
+                "weight_sync_s": round(engine.sync_s, 3),
+            }
         checkpoint = Checkpoint(
             kind="rl",
             training_run=run.run_id,
@@ -321,6 +363,15 @@ def run_rl(
         run.metrics.update({k: v for k, v in metrics.items() if k != "history"})
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return RLResult(run.run_id, output_dir, checkpoint, rows, metrics)
+
+
+@contextmanager
+def _closing(engine: VLLMSampler | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if engine is not None:
+            engine.close()
 
 
 def _timed(generate: Any, timings: dict[str, float]) -> Any:
