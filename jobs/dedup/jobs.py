@@ -81,7 +81,7 @@ def exact_groups(table: str, rows: pa.Table) -> tuple[list[tuple[list[str], floa
     keys = normalized_keys(table, rows)
     frame = pl.DataFrame({"id": rows["id"].combine_chunks(), "key": keys})
     grouped = (
-        frame.filter(pl.col("key") != "")
+        frame.filter((pl.col("key") != "") & pl.col("key").is_duplicated())
         .group_by("key")
         .agg(pl.col("id").sort(), pl.len().alias("n"))
         .filter(pl.col("n") > 1)
@@ -195,7 +195,10 @@ class DedupNear(Job):
             table: read_table(ctx.spark, view, ctx.run.lake.store.options())
             for table, view in views.items()
         }
-        edges = near_edges(frames, settings, self.params.threshold, self.params.max_bucket)
+        total = sum(view.count_rows() for view in views.values())
+        edges = near_edges(
+            frames, settings, self.params.threshold, self.params.max_bucket, rows=total
+        )
         ctx.run.metrics["verified_pairs"] = len(edges)
         rows: list[DedupCluster] = []
         dropping: set[str] = set()

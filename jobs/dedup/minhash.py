@@ -46,6 +46,20 @@ class Shingles:
     def sizes(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def distinct(self) -> Shingles:
+        """The same sets with each text's hashes sorted and repeats removed.
+
+        >>> shingles(pa.array(["a b a b", "c"])).distinct().sizes.tolist()
+        [2, 1]
+        """
+        owner = np.repeat(np.arange(len(self.offsets) - 1), self.sizes)
+        order = np.lexsort((self.hashes, owner))
+        rows, values = owner[order], self.hashes[order]
+        first = np.ones(len(rows), dtype=bool)
+        first[1:] = (rows[1:] != rows[:-1]) | (values[1:] != values[:-1])
+        counts = np.bincount(rows[first], minlength=len(self.offsets) - 1)
+        return Shingles(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), values[first])
+
 
 def _token_hashes(values: list[str | None]) -> np.ndarray:
     return np.array(

@@ -1,8 +1,9 @@
 """What the dedup levels compare: normalised text, and the text each table's rows stand for.
 
-- **Text** is normalised with Arrow kernels, vectorised over a whole column: Unicode NFKC,
-  lower case, every punctuation or symbol character becomes a space, runs of whitespace become
-  one space, ends trimmed. Two texts are exact copies when their normalised forms are equal.
+- **Text** is normalised with polars string kernels (Rust, multi-threaded), vectorised over
+  a whole column: Unicode NFKC, lower case, every punctuation or symbol character becomes a
+  space, runs of whitespace become one space, ends trimmed. Two texts are exact copies when
+  their normalised forms are equal.
 - **Queries** (``tasks``): the query.
 - **Trajectories**: the normalised sequence of tool calls with their arguments (each call as
   ``name`` plus its arguments as canonical JSON, keys sorted), then the user and assistant text.
@@ -24,6 +25,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -50,12 +52,15 @@ def normalize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.Ar
     )
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    array = pc.fill_null(array.cast(pa.string()), "")
-    array = pc.utf8_normalize(array, form="NFKC")
-    array = pc.utf8_lower(array)
-    array = pc.replace_substring_regex(array, pattern=r"[\pP\pS]+", replacement=" ")
-    array = pc.replace_substring_regex(array, pattern=r"\s+", replacement=" ")
-    return pc.utf8_trim_whitespace(array)
+    series = pl.Series(array.cast(pa.large_string())).fill_null("")
+    normalised = (
+        series.str.normalize("NFKC")
+        .str.to_lowercase()
+        .str.replace_all(r"[\p{P}\p{S}]+", " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+    return normalised.to_arrow().cast(pa.string())
 
 
 def text_key(normalised: str) -> str:
