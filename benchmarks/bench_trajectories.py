@@ -22,12 +22,15 @@ sampler's chains/s (the Spark stage, and ``sample_chains`` in this process on th
 Peak memory: this process's RSS and that of its whole process tree (the Spark JVM and its
 Python workers), sampled from /proc in a thread.
 Run: ``python benchmarks/bench_trajectories.py [--source DIR] [--scales 10000,100000]
-[--spark-master local[2]] [--enum-budget-s 60] [--out result.json]``.
+[--spark-master local[2]] [--enum-budget-s 60] [--out result.json]``. ``--lake DIR`` keeps
+the lake; on a kept lake the ingest and graph runs are reused (reported as such, with the
+first run's times in its own output), and ``--scale-seed N`` makes the chain stages run anew.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -265,10 +268,11 @@ def filtered_source(source: Path, exclude: list[str]) -> tuple[Path, list[str]]:
     return target, excluded
 
 
-def make_config(master: str, chains_per_server: int) -> AstraConfig:
+def make_config(master: str, chains_per_server: int, seed: int = 0) -> AstraConfig:
     return load_config(
         None,
         {
+            "seed": str(seed),
             "spark.master": master,
             "synthesis.chains_per_server": str(chains_per_server),
             "synthesis.queries_per_chain": "1",
@@ -284,8 +288,11 @@ def timed_job(lake: Lake, job: Any, config: AstraConfig, factory: SparkSessionFa
     seconds = time.perf_counter() - start
     table = STAGE_TABLES.get(job.name, "")
     rows = int(result.kept.get(table, 0))
+    if result.reused:
+        rows = lake.read(table).count_rows() if table else 0
     stage = {
         "stage": job.name,
+        "reused": result.reused,
         "table": table,
         "rows": rows,
         "seconds": round(seconds, 2),
@@ -328,6 +335,7 @@ def run_scale(
     factory: SparkSessionFactory,
     capacity: dict[str, int],
     yield_factor: float,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """Chains onwards at one target size; each stage replaces its table in the shared lake."""
     per_server, predicted = choose_chains_per_server(capacity, target / yield_factor)
@@ -336,7 +344,7 @@ def run_scale(
         f"(capped path sum {predicted}, yield {yield_factor:.2f})",
         flush=True,
     )
-    config = make_config(master, per_server)
+    config = make_config(master, per_server, seed)
     stages = [
         timed_job(lake, job, config, factory) for job in trajectory_jobs(config, str(source))[2:]
     ]
@@ -373,6 +381,19 @@ def main() -> None:
     parser.add_argument(
         "--enum-budget-s", type=float, default=60.0, help="time budget of path enumeration"
     )
+    parser.add_argument(
+        "--lake",
+        type=Path,
+        default=None,
+        help="keep the lake in this folder (default: a temporary one, removed at the end); "
+        "ingest and graph runs already done there are identical runs and are reused",
+    )
+    parser.add_argument(
+        "--scale-seed",
+        type=int,
+        default=0,
+        help="seed of the per-scale stages: another seed makes them run again on a kept lake",
+    )
     args = parser.parse_args()
     scales = [int(s) for s in args.scales.split(",") if s.strip()]
     source = ensure_directory(args.source)
@@ -387,7 +408,9 @@ def main() -> None:
         "spark_master": args.spark_master,
         "driver_memory": args.driver_memory,
     }
-    with TreeRssSampler() as memory, tempfile.TemporaryDirectory(prefix="bench-traj-") as tmp:
+    kept = contextlib.nullcontext(str(args.lake)) if args.lake else None
+    temporary = kept or tempfile.TemporaryDirectory(prefix="bench-traj-")
+    with TreeRssSampler() as memory, temporary as tmp:
         settings = make_config(args.spark_master, 1).spark
         # The pipeline's own factory (astra.pipeline.spark_factory) leaves the driver at
         # Spark's default 1 GiB, whose direct-memory limit the full catalog's tool fragments
@@ -413,7 +436,14 @@ def main() -> None:
             report["servers_with_edges"] = len(capacity)
             for target in scales:
                 result = run_scale(
-                    lake, target, source, args.spark_master, factory, capacity, yield_factor
+                    lake,
+                    target,
+                    source,
+                    args.spark_master,
+                    factory,
+                    capacity,
+                    yield_factor,
+                    args.scale_seed,
                 )
                 results.append(result)
                 if args.out:
