@@ -42,6 +42,10 @@ class VLLMUnavailableError(RuntimeError):
 
 def vllm_version() -> str:
     """The importable vLLM's version, or :class:`VLLMUnavailableError` saying how to get it."""
+    # vLLM logs its engine's set-up at INFO, to stdout; the CLI shows its own status and
+    # keeps stdout for its output (--format json), so vLLM warns on stderr.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     try:
         import vllm
     except ImportError as exc:
