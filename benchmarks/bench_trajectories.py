@@ -385,7 +385,7 @@ def main() -> None:
         "--lake",
         type=Path,
         default=None,
-        help="keep the lake in this folder (default: a temporary one, removed at the end); "
+        help="the lake folder, kept (default: a temporary one, removed at the end); "
         "ingest and graph runs already done there are identical runs and are reused",
     )
     parser.add_argument(
@@ -408,8 +408,11 @@ def main() -> None:
         "spark_master": args.spark_master,
         "driver_memory": args.driver_memory,
     }
-    kept = contextlib.nullcontext(str(args.lake)) if args.lake else None
-    temporary = kept or tempfile.TemporaryDirectory(prefix="bench-traj-")
+    temporary = (
+        contextlib.nullcontext(str(args.lake))
+        if args.lake
+        else tempfile.TemporaryDirectory(prefix="bench-traj-")
+    )
     with TreeRssSampler() as memory, temporary as tmp:
         settings = make_config(args.spark_master, 1).spark
         # The pipeline's own factory (astra.pipeline.spark_factory) leaves the driver at
@@ -428,7 +431,7 @@ def main() -> None:
         report["spark_start_s"] = round(time.perf_counter() - start, 2)
         results: list[dict[str, Any]] = []
         yield_factor = 1.0
-        lake = Lake(Path(tmp) / "lake")
+        lake = Lake(args.lake or Path(tmp) / "lake")
         print(f"lake in {lake.uri}", flush=True)
         try:
             shared, capacity = prepare(lake, source, args.spark_master, factory)
