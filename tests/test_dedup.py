@@ -336,3 +336,50 @@ def test_bad_params_name_the_fix() -> None:
     with pytest.raises(ValueError, match="choose one or more"):
         NearParams(tables=("tools",))
     assert pa.array([1]).to_pylist() == [1]
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_report_shows_clusters_examples_and_the_benchmark_item(
+    curated: tuple[Lake, list], planted: Planted
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from astra.cli import app
+
+    lake, _ = curated
+    result = CliRunner().invoke(app, ["dedup", "report", "--lake", lake.uri, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    summary = {(s["level"], s["table"]): s for s in report["summary"]}
+    assert summary[("exact", "tasks")]["rows"] == 3 and summary[("exact", "tasks")]["dropped"] == 2
+    assert report["top_clusters"][0]["size"] == 3
+    for cluster in report["top_clusters"]:
+        current = set(lake.read(cluster["table"]).to_arrow(columns=["id"])["id"].to_pylist())
+        assert all(e["kept"] == (e["id"] in current) for e in cluster["examples"])
+    texts = {e["text"] for c in report["top_clusters"] for e in c["examples"]}
+    assert normalize([EXACT[0]]).to_pylist()[0] in {normalize([t]).to_pylist()[0] for t in texts}
+    hit = next(m for m in report["contamination"] if m["table"] == "tasks")
+    assert hit["benchmark"] == "bfcl" and hit["text"] == BFCL_PROMPT
+    assert {d["table"] for d in report["decisions"]} >= {"tasks", "trajectories", "rewards"}
+    only = CliRunner().invoke(
+        app, ["dedup", "report", "--lake", lake.uri, "--level", "near", "-f", "json"]
+    )
+    assert {s["level"] for s in json.loads(only.stdout)["summary"]} == {"near"}
+
+
+def test_report_on_a_lake_without_clusters_is_one_clear_error(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-m", "astra", "dedup", "report", "--lake", str(tmp_path / "empty")],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 2
+    assert "run `astra pipeline dedup` first" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
