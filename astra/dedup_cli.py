@@ -264,7 +264,7 @@ def pipeline_dedup(
     trajectories and tool code; after each level, curate writes new versions of the curated
     tables without the dropped rows (history keeps them). A rerun changes nothing."""
     from jobs.config import load_config
-    from jobs.dedup.pipeline import LEVELS, dedup_jobs, run_dedup_pipeline
+    from jobs.dedup.pipeline import dedup_jobs, run_dedup_pipeline
     from jobs.params import ParamsError
     from jobs.spark import SparkConfig, SparkSessionFactory
 
@@ -280,7 +280,7 @@ def pipeline_dedup(
             {k: {n: v for n, v in p.items() if v is not None} for k, p in params.items()},
         )
     except (TypeError, ValueError) as exc:
-        raise ParamsError(f"{exc} (levels are {', '.join(LEVELS)})") from None
+        raise ParamsError(str(exc)) from None
     settings = load_config(config, {"spark.master": master} if master else {})
     factory = SparkSessionFactory(
         SparkConfig(
