@@ -243,13 +243,20 @@ def lake_replay(
     scratch: Annotated[
         Path | None, typer.Option(help="Empty folder for the scratch lake (default: a temp dir).")
     ] = None,
+    master: MasterOption = None,
+    config: ConfigOption = None,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Re-execute a recorded run from its event alone into a scratch lake and compare hashes."""
+    from astra.pipeline import spark_factory
     from jobs.replay import replay_run
 
     target = scratch or Path(tempfile.mkdtemp(prefix="astra-replay-"))
-    report = replay_run(open_lake(lake), run_id, target)
+    factory = spark_factory(_config(config, master))  # starts Spark only if the job needs it
+    try:
+        report = replay_run(open_lake(lake), run_id, target, spark_factory=factory)
+    finally:
+        factory.stop()
     if fmt is OutputFormat.JSON:
         print_json({**to_jsonable(report), "matches": report.matches})
     else:

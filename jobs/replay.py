@@ -3,8 +3,10 @@ and compare the outputs' content hashes with the ones the log recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jobs.params import parse_params
 from jobs.registry import get_job
@@ -42,7 +44,13 @@ class ReplayError(RuntimeError):
     pass
 
 
-def replay_run(lake: Lake, run_id: str, scratch: str | Path) -> ReplayReport:
+def replay_run(
+    lake: Lake,
+    run_id: str,
+    scratch: str | Path,
+    spark_factory: Callable[[], Any] | None = None,
+) -> ReplayReport:
+    """Re-execute ``run_id`` in the empty lake ``scratch``; Spark jobs need ``spark_factory``."""
     record = lake.get_run(run_id)
     started = record.started
     if record.finished is None:
@@ -63,7 +71,7 @@ def replay_run(lake: Lake, run_id: str, scratch: str | Path) -> ReplayReport:
         rows = lake.read(pinned.table, version=pinned.version).to_arrow()
         scratch_lake.append(pinned.table, rows, source=f"replay of {run_id}")
     fingerprint_matches = job.fingerprint() == started.fingerprint
-    result = run_job(scratch_lake, job, seed=started.seed or 0)
+    result = run_job(scratch_lake, job, seed=started.seed or 0, spark_factory=spark_factory)
     tables = []
     for commit in record.commits:
         if commit.table == "rejects":

@@ -91,5 +91,14 @@ def test_astra_run_gives_spark_jobs_a_session(tmp_path: Path) -> None:
     assert astra("run", "ingest-catalog", "--lake", lake).returncode == 0
     graph = astra("run", "build-tool-graph", "--master", "local[1]", "--lake", lake, "-f", "json")
     assert graph.returncode == 0, graph.stderr
-    commits = json.loads(graph.stdout)["run"]["commits"]
+    result = json.loads(graph.stdout)["run"]
+    commits = result["commits"]
     assert commits[0]["table"] == "tool_edges" and commits[0]["rows_written"] > 0
+    # A Spark job replays too: `astra lake replay` hands it a session of its own.
+    scratch = str(tmp_path / "scratch")
+    replay = astra(
+        "lake", "replay", result["run_id"], "--scratch", scratch, "--master", "local[1]",
+        "--lake", lake, "-f", "json",
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["matches"] is True
