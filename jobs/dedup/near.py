@@ -1,22 +1,23 @@
 """Near-duplicates on Spark: MinHash signatures, LSH buckets, verified pairs, components.
 
-1. ``mapInArrow`` over the pinned table (one task per Lance fragment): each Arrow batch is
+1. ``mapInArrow`` over the pinned table (rows spread over the cores): each Arrow batch is
    normalised, shingled and signed with numpy (``jobs.dedup.minhash``), and every row becomes
-   one ``(bucket, id, shingles)`` row per band, the bucket being the band's key (mixed with
-   the band number and the source table).
-2. One shuffle: the rows are hash-partitioned by bucket and sorted within each partition, so
-   a bucket's rows are contiguous. A second ``mapInArrow`` finds the buckets with two or more
-   rows, forms their pairs (every pair; a bucket larger than ``max_bucket`` links its members
-   to its smallest id only, a star that bounds the quadratic blow-up of a very common band
-   value while components still join), drops pairs already seen in the partition, and
-   verifies every pair by the exact Jaccard similarity of the two shingle sets, vectorised
-   (the sets of a block of pairs are concatenated, sorted and equal neighbours counted).
-3. Only verified edges (Jaccard at or above the threshold) come to the driver, where
-   union-find gives the connected components. A pair that shares several bands may be
-   verified in several partitions; the driver keeps it once.
+   one ``(bucket, row)`` pair of int64s per band, the bucket being the band's key (mixed with
+   the band number and the source table) and ``row`` a 64-bit hash of the table and the id.
+   Only these 16-byte rows go through the shuffle (the shingle sets stay out of it).
+2. One shuffle: the pairs are hash-partitioned by bucket and sorted within each partition, so
+   a bucket's rows are contiguous. A second ``mapInArrow`` forms the candidate pairs of the
+   buckets with two or more rows (every pair; a bucket larger than ``max_bucket`` links its
+   members to its smallest row key only, a star that bounds the quadratic blow-up of a very
+   common band value while components still join) and drops pairs already seen there.
+3. The candidate pairs come to the driver; a second pass over the tables returns the shingle
+   sets of the rows in a candidate pair only, and the driver verifies every pair by the exact
+   Jaccard similarity of the two sets, vectorised (the sets of a block of pairs are
+   concatenated, sorted and equal neighbours counted). Verified edges (Jaccard at or above
+   the threshold) go to union-find for the connected components.
 
 Several tables go through one plan (a ``source`` salt keeps their buckets apart), so the
-fixed cost of Spark's stages is paid once.
+fixed cost of Spark's stages is paid once per pass.
 """
 
 from __future__ import annotations
@@ -39,17 +40,19 @@ if TYPE_CHECKING:
 BUCKET_SCHEMA = pa.schema(
     [
         pa.field("bucket", pa.int64(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        # The row's distinct shingle hashes as little-endian int64 bytes: Spark moves a binary
-        # value far faster than an array of longs.
-        pa.field("shingles", pa.binary(), nullable=False),
+        # The row's key: 64-bit BLAKE2b of its table and id (the sets stay out of the shuffle).
+        pa.field("row", pa.int64(), nullable=False),
     ]
 )
-EDGE_SCHEMA = pa.schema(
+PAIR_SCHEMA = pa.schema(
+    [pa.field("a", pa.int64(), nullable=False), pa.field("b", pa.int64(), nullable=False)]
+)
+SET_SCHEMA = pa.schema(
     [
-        pa.field("a", pa.string(), nullable=False),
-        pa.field("b", pa.string(), nullable=False),
-        pa.field("jaccard", pa.float64(), nullable=False),
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        # The row's distinct shingle hashes as little-endian int64 bytes.
+        pa.field("shingles", pa.binary(), nullable=False),
     ]
 )
 PAIR_BLOCK = 100_000
@@ -69,34 +72,33 @@ def _salt(source: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(source.encode(), digest_size=8).digest()))
 
 
+def row_keys(table: str, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One int64 per id: 64-bit BLAKE2b of ``table`` and the id."""
+    prefix = f"{table}\0".encode()
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(prefix + i.encode(), digest_size=8).digest())
+            for i in ids.to_pylist()
+        ],
+        dtype=np.uint64,
+    ).view(np.int64)
+
+
 def bucket_rows(
     table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings
 ) -> pa.Table:
-    """One ``(bucket, id, shingles)`` row per band of every row of ``batch`` with any text;
-    the shingles are each row's distinct hashes, sorted."""
+    """One ``(bucket, row)`` pair per band of every row of ``batch`` with any text."""
     rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     keys = tokenizable(table, normalized_keys(table, rows))
     sets = shingles(keys, settings.ngram)
     bands = band_keys(
         signatures(sets, settings.num_perm, settings.seed), settings.bands, settings.rows
     )
-    distinct = sets.distinct()
-    keep = np.flatnonzero(distinct.sizes > 0)
+    keep = np.flatnonzero(sets.sizes > 0)
     owner = np.repeat(keep, settings.bands)
     buckets = (bands[keep].reshape(-1).view(np.uint64) ^ _salt(table)).view(np.int64)
-    lists = pa.BinaryArray.from_buffers(
-        pa.binary(),
-        len(distinct.offsets) - 1,
-        [
-            None,
-            pa.py_buffer((distinct.offsets * 8).astype(np.int32).tobytes()),
-            pa.py_buffer(distinct.hashes.astype("<u8").tobytes()),
-        ],
-    )
-    take = pa.array(owner)
     return pa.Table.from_arrays(
-        [pa.array(buckets), rows["id"].combine_chunks().take(take), lists.take(take)],
-        schema=BUCKET_SCHEMA,
+        [pa.array(buckets), pa.array(row_keys(table, rows["id"])[owner])], schema=BUCKET_SCHEMA
     )
 
 
@@ -109,9 +111,10 @@ def _bucket_partition(
 
 
 def _bucket_pairs(
-    buckets: np.ndarray, ids: np.ndarray, max_bucket: int
+    buckets: np.ndarray, rows: np.ndarray, max_bucket: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row index pairs within runs of equal ``buckets`` (sorted), stars for large runs."""
+    """Index pairs within runs of equal ``buckets`` (sorted), stars for large runs (every
+    member linked to the one of smallest ``rows`` key)."""
     n = len(buckets)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     lengths = np.diff(np.concatenate([starts, [n]]))
@@ -126,7 +129,7 @@ def _bucket_pairs(
             right.append(start + j)
         else:
             members = np.arange(start, start + length)
-            first = start + int(np.argmin(ids[start : start + length]))
+            first = start + int(np.argmin(rows[start : start + length]))
             others = members[members != first]
             left.append(np.full(len(others), first))
             right.append(others)
@@ -134,6 +137,60 @@ def _bucket_pairs(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     return np.concatenate(left), np.concatenate(right)
+
+
+def _pair_partition(
+    batches: Iterator[pa.RecordBatch], *, max_bucket: int
+) -> Iterator[pa.RecordBatch]:
+    received = [b for b in batches if b.num_rows]
+    if not received:
+        return
+    data = pa.Table.from_batches(received)
+    buckets = data["bucket"].to_numpy()
+    rows = data["row"].to_numpy()
+    left, right = _bucket_pairs(buckets, rows, max_bucket)
+    a, b = rows[left], rows[right]
+    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    if len(pairs):
+        yield pa.RecordBatch.from_arrays(
+            [pa.array(pairs[:, 0]), pa.array(pairs[:, 1])], schema=PAIR_SCHEMA
+        )
+
+
+def set_rows(
+    table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings, wanted: np.ndarray
+) -> pa.Table:
+    """``(row, id, shingles)`` of the rows of ``batch`` whose key is in ``wanted`` (sorted)."""
+    rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+    keys = row_keys(table, rows["id"])
+    pick = np.flatnonzero(np.isin(keys, wanted, assume_unique=False))
+    rows = rows.take(pa.array(pick))
+    distinct = shingles(tokenizable(table, normalized_keys(table, rows)), settings.ngram).distinct()
+    blobs = pa.BinaryArray.from_buffers(
+        pa.binary(),
+        len(pick),
+        [
+            None,
+            pa.py_buffer((distinct.offsets * 8).astype(np.int32).tobytes()),
+            pa.py_buffer(distinct.hashes.astype("<u8").tobytes()),
+        ],
+    )
+    return pa.Table.from_arrays(
+        [pa.array(keys[pick]), rows["id"].combine_chunks(), blobs], schema=SET_SCHEMA
+    )
+
+
+def _set_partition(
+    batches: Iterator[pa.RecordBatch],
+    *,
+    table: str,
+    settings: MinHashSettings,
+    wanted: np.ndarray,
+) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        if batch.num_rows:
+            yield from set_rows(table, batch, settings, wanted).to_batches()
 
 
 def jaccard_of_pairs(
@@ -164,48 +221,6 @@ def jaccard_of_pairs(
     inter = np.bincount(owner[1:][same], minlength=len(rows_a))
     union = sizes_a + sizes_b - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-def _verify_partition(
-    batches: Iterator[pa.RecordBatch], *, threshold: float, max_bucket: int
-) -> Iterator[pa.RecordBatch]:
-    received = [b for b in batches if b.num_rows]
-    if not received:
-        return
-    data = pa.Table.from_batches(received)
-    buckets = data["bucket"].to_numpy()
-    ids = np.asarray(data["id"].to_numpy(zero_copy_only=False), dtype=object)
-    left, right = _bucket_pairs(buckets, ids, max_bucket)
-    if not len(left):
-        return
-    names, doc = np.unique(ids, return_inverse=True)
-    da, db = doc[left], doc[right]
-    low = np.where(da < db, left, right)
-    high = np.where(da < db, right, left)
-    _, first = np.unique(np.minimum(da, db) * len(names) + np.maximum(da, db), return_index=True)
-    low, high = low[first], high[first]
-    blobs = data["shingles"].combine_chunks()
-    if blobs.offset:
-        blobs = pa.concat_arrays([blobs])
-    byte_offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int32)[: len(blobs) + 1]
-    offsets = (byte_offsets.astype(np.int64) - byte_offsets[0]) // 8
-    start_byte = int(byte_offsets[0])
-    values = np.frombuffer(
-        blobs.buffers()[2], dtype="<i8", count=int(offsets[-1]), offset=start_byte
-    )
-    for start in range(0, len(low), PAIR_BLOCK):
-        a, b = low[start : start + PAIR_BLOCK], high[start : start + PAIR_BLOCK]
-        similarity = jaccard_of_pairs(offsets, values, a, b)
-        keep = similarity >= threshold
-        if keep.any():
-            yield pa.RecordBatch.from_arrays(
-                [
-                    pa.array(ids[a[keep]].astype(str), pa.string()),
-                    pa.array(ids[b[keep]].astype(str), pa.string()),
-                    pa.array(similarity[keep], pa.float64()),
-                ],
-                schema=EDGE_SCHEMA,
-            )
 
 
 def near_edges(
@@ -250,15 +265,50 @@ def near_edges(
             for table, frame in frames.items()
         ],
     )
-    verified = (
+    candidates = (
         exploded.repartition(partitions, "bucket")
         .sortWithinPartitions("bucket")
-        .mapInArrow(
-            partial(_verify_partition, threshold=threshold, max_bucket=max_bucket),
-            spark_schema(EDGE_SCHEMA),
-        )
+        .mapInArrow(partial(_pair_partition, max_bucket=max_bucket), spark_schema(PAIR_SCHEMA))
+        .toArrow()
     )
-    edges: dict[tuple[str, str], float] = {}
-    for row in verified.collect():
-        edges[(row["a"], row["b"])] = float(row["jaccard"])
-    return [(a, b, j) for (a, b), j in sorted(edges.items())]
+    a, b = candidates["a"].to_numpy(), candidates["b"].to_numpy()
+    if not len(a):
+        return []
+    # A pair that shares several bands may come from several partitions.
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    wanted = np.unique(pairs)
+    # Second pass: the shingle sets of the candidates' rows only, to the driver.
+    sets = reduce(
+        SparkFrame.unionByName,
+        [
+            frame.select(*KEY_COLUMNS[table]).mapInArrow(
+                partial(_set_partition, table=table, settings=settings, wanted=wanted),
+                spark_schema(SET_SCHEMA),
+            )
+            for table, frame in frames.items()
+        ],
+    ).toArrow()
+    keys = sets["row"].to_numpy()
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+        raise RuntimeError("two rows share a 64-bit row key; near dedup cannot tell them apart")
+    ids = np.asarray(sets["id"].to_numpy(zero_copy_only=False), dtype=object)[order]
+    blobs = sets["shingles"].combine_chunks().take(pa.array(order))
+    if blobs.offset:
+        blobs = pa.concat_arrays([blobs])
+    byte_offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int32)[: len(blobs) + 1]
+    offsets = (byte_offsets.astype(np.int64) - byte_offsets[0]) // 8
+    values = np.frombuffer(
+        blobs.buffers()[2], dtype="<i8", count=int(offsets[-1]), offset=int(byte_offsets[0])
+    )
+    left = np.searchsorted(keys, pairs[:, 0])
+    right = np.searchsorted(keys, pairs[:, 1])
+    edges: list[tuple[str, str, float]] = []
+    for start in range(0, len(pairs), PAIR_BLOCK):
+        la, rb = left[start : start + PAIR_BLOCK], right[start : start + PAIR_BLOCK]
+        similarity = jaccard_of_pairs(offsets, values, la, rb)
+        for k in np.flatnonzero(similarity >= threshold).tolist():
+            x, y = str(ids[la[k]]), str(ids[rb[k]])
+            edges.append((min(x, y), max(x, y), float(similarity[k])))
+    return sorted(edges)
