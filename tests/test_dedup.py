@@ -14,7 +14,7 @@ import pytest
 
 from jobs.dedup.benchmarks import load_items
 from jobs.dedup.jobs import CURATED_TABLES, NearParams
-from jobs.dedup.minhash import jaccard, shingles
+from jobs.dedup.minhash import jaccard, permutations, shingles, signatures
 from jobs.dedup.normalize import canonical_code, normalize, trajectory_text
 from jobs.dedup.pipeline import dedup_jobs, run_dedup_pipeline
 from jobs.spark import SparkConfig, SparkSessionFactory
@@ -328,6 +328,23 @@ def test_shingle_jaccard_matches_a_direct_count() -> None:
     grams = [set(itertools.pairwise(w)) for w in words]
     expected = len(grams[0] & grams[1]) / len(grams[0] | grams[1])
     assert jaccard(sets.of(0), sets.of(1)) == pytest.approx(expected)
+
+
+def test_batch_signatures_equal_a_per_row_loop() -> None:
+    # Texts of different lengths, an empty one and one shorter than the n-gram: the batch
+    # (one shingle x permutation array, minima by reduceat in blocks) equals a plain loop.
+    texts = normalize([NEAR[0], NEAR[1], "", "single", *EXACT[:2]])
+    sets = shingles(texts, ngram=2)
+    a, b = permutations(32, seed=7)
+    got = signatures(sets, 32, seed=7)
+    mask = (1 << 64) - 1
+    for row in range(len(texts)):
+        for p in range(32):
+            values = [
+                ((int(a[p]) * int(h) + int(b[p])) & mask) >> 32 for h in sets.of(row).tolist()
+            ]
+            assert int(got[row, p]) == min(values, default=(1 << 32) - 1)
+    assert (got[2] == (1 << 32) - 1).all() and sets.sizes[3] == 1
 
 
 def test_bad_params_name_the_fix() -> None:
