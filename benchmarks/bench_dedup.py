@@ -10,8 +10,9 @@ are true pairs at every similarity, and their number grows linearly with the row
 
 - **Near**: the same normalised word-bigram shingles, ``--num-perm`` permutations, threshold
   and bands/rows for both. Ours: the rows as a lake ``tasks`` table, then ``near_edges`` (Spark
-  ``local[2]``: signatures in ``mapInArrow``, band grouping, Jaccard verification, edges to the
-  driver; timed after a warm-up run). datasketch: ``MinHash.bulk`` over the same shingle bytes,
+  ``local[2]``: signatures in ``mapInArrow``, ``(bucket, row)`` pairs shuffled, candidate pairs
+  and the candidates' shingle sets to the driver, Jaccard verification there; timed after a
+  warm-up run). datasketch: ``MinHash.bulk`` over the same shingle bytes,
   ``MinHashLSH.insert`` and ``query`` for every row (candidates, unverified). Throughput is
   rows/s of each whole path. Recall: for ``--sample`` rows, every pair with exact Jaccard >= the
   threshold against the whole corpus (sparse matrix product), and the share of those pairs
