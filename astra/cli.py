@@ -581,17 +581,9 @@ def _run_pipeline(
         outcomes = run(target, progress)
     if snapshot:
         target.create_snapshot(snapshot, description=description)
-    rows = [
-        {
-            "stage": o.stage,
-            "run_id": o.result.run.run_id,
-            "reused": o.result.reused,
-            "written": ", ".join(f"{c.table}: {c.rows_written}" for c in o.result.run.commits),
-            "dropped": ", ".join(f"{k}: {v}" for k, v in sorted(o.result.dropped.items())),
-        }
-        for o in outcomes
-    ]
-    print_rows(rows, fmt, title=title)
+    from astra.pipeline import outcome_rows
+
+    print_rows(outcome_rows(outcomes), fmt, title=title)
 
 
 def main() -> None:

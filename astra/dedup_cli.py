@@ -14,7 +14,7 @@ from astra.options import (
     LakeOption,
     MasterOption,
 )
-from astra.output import OutputFormat, console, print_json, print_rows
+from astra.output import CountProgress, OutputFormat, console, print_json, print_rows
 from lake import Lake, TableNotFoundError
 from schemas.events import RowsDeduplicated
 
@@ -263,10 +263,10 @@ def pipeline_dedup(
     """Exact, near (Spark MinHash LSH), semantic and benchmark-overlap dedup of tasks,
     trajectories and tool code; after each level, curate writes new versions of the curated
     tables without the dropped rows (history keeps them). A rerun changes nothing."""
+    from astra.pipeline import outcome_rows, spark_factory
     from jobs.config import load_config
     from jobs.dedup.pipeline import dedup_jobs, run_dedup_pipeline
     from jobs.params import ParamsError
-    from jobs.spark import SparkConfig, SparkSessionFactory
 
     chosen = tuple(part.strip() for part in levels.split(",") if part.strip())
     params = {
@@ -282,28 +282,21 @@ def pipeline_dedup(
     except (TypeError, ValueError) as exc:
         raise ParamsError(str(exc)) from None
     settings = load_config(config, {"spark.master": master} if master else {})
-    factory = SparkSessionFactory(
-        SparkConfig(
-            master=settings.spark.master,
-            app_name=settings.spark.app_name,
-            shuffle_partitions=settings.spark.shuffle_partitions,
-        )
-    )
+    factory = spark_factory(settings)
     target = Lake(lake)
     try:
-        outcomes = run_dedup_pipeline(target, jobs, factory, seed=settings.seed)
+        with CountProgress() as progress:
+            outcomes = run_dedup_pipeline(
+                target,
+                jobs,
+                factory,
+                seed=settings.seed,
+                on_stage=progress.stage,
+                count_progress=progress,
+            )
     finally:
         factory.stop()
     if snapshot:
         target.create_snapshot(snapshot, description="astra pipeline dedup")
-    rows = [
-        {
-            "stage": o.stage,
-            "run_id": o.result.run.run_id,
-            "reused": o.result.reused,
-            "written": ", ".join(f"{c.table}: {c.rows_written}" for c in o.result.run.commits),
-            "found_or_dropped": ", ".join(f"{k}: {v}" for k, v in sorted(o.result.dropped.items())),
-        }
-        for o in outcomes
-    ]
+    rows = outcome_rows(outcomes, dropped="found_or_dropped")
     print_rows(rows, fmt, title="dedup pipeline")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,21 @@ from lake import Lake
 class StageOutcome:
     stage: str
     result: JobResult
+
+
+def outcome_rows(outcomes: Sequence[Any], dropped: str = "dropped") -> list[dict[str, Any]]:
+    """One printable row per stage outcome (``.stage`` and ``.result``): its run, whether it
+    was reused, the rows it wrote per table and what it dropped (or found) by reason."""
+    return [
+        {
+            "stage": o.stage,
+            "run_id": o.result.run.run_id,
+            "reused": o.result.reused,
+            "written": ", ".join(f"{c.table}: {c.rows_written}" for c in o.result.run.commits),
+            dropped: ", ".join(f"{k}: {v}" for k, v in sorted(o.result.dropped.items())),
+        }
+        for o in outcomes
+    ]
 
 
 def spark_factory(config: AstraConfig) -> SparkSessionFactory:

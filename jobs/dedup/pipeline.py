@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from jobs.base import Job, JobResult
+from jobs.base import CountProgressFn, Job, JobResult
 from jobs.dedup.jobs import Curate, Decontaminate, DedupExact, DedupNear, DedupSemantic
 from jobs.runner import run_job
 from lake import Lake
@@ -51,12 +51,16 @@ def run_dedup_pipeline(
     spark_factory: Callable[[], Any],
     seed: int = 0,
     on_stage: Callable[[str], None] | None = None,
+    count_progress: CountProgressFn | None = None,
 ) -> list[DedupOutcome]:
-    """Run ``jobs`` in order on ``lake``; the Spark session comes from ``spark_factory``."""
+    """Run ``jobs`` in order on ``lake``; the Spark session comes from ``spark_factory``;
+    ``count_progress`` gets the Spark task counts and rows written."""
     outcomes = []
     for job in jobs:
         if on_stage is not None:
             on_stage(job.name)
-        result = run_job(lake, job, seed=seed, spark_factory=spark_factory)
+        result = run_job(
+            lake, job, seed=seed, spark_factory=spark_factory, count_progress=count_progress
+        )
         outcomes.append(DedupOutcome(job.name, result))
     return outcomes
