@@ -106,9 +106,10 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def rich_progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
-    """A progress bar on stderr (silent when stderr is not a terminal)."""
-    with Progress(
+def progress_bars() -> Progress:
+    """The CLI's progress display: bars on stderr that vanish when done (silent when stderr
+    is not a terminal)."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -116,7 +117,12 @@ def rich_progress(items: Iterable[T], total: int | None, description: str) -> It
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
-    ) as progress:
+    )
+
+
+def rich_progress(items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
+    """A progress bar on stderr (silent when stderr is not a terminal)."""
+    with progress_bars() as progress:
         task = progress.add_task(description, total=total)
         for item in items:
             yield item
@@ -129,15 +135,7 @@ class CountProgress:
     it as ``count_progress``; silent when stderr is not a terminal."""
 
     def __init__(self) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err_console,
-            transient=True,
-        )
+        self._progress = progress_bars()
         self._tasks: dict[str, Any] = {}
         self._stage: Any = None
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,7 +38,7 @@ from jobs.dedup.clusters import cluster_rows
 from jobs.dedup.minhash import optimal_bands
 from jobs.dedup.normalize import DEDUP_TABLES, KEY_COLUMNS, key_texts, normalized_keys, text_key
 from schemas import DATA_TABLES
-from schemas.dedup import DedupCluster
+from schemas.dedup import DedupCluster, DedupLevel
 from schemas.events import RowsDeduplicated
 
 CLUSTERS = DedupCluster.TABLE
@@ -57,6 +58,26 @@ def _write_clusters(ctx: JobContext, rows: list[DedupCluster]) -> None:
         ctx.dropped[f"{row.level} duplicate in {row.source_table}"] += dropped
     ctx.run.metrics["clusters"] = dict(found)
     ctx.upsert(CLUSTERS, DedupCluster.to_arrow(rows))
+
+
+def _cluster_each_table(
+    ctx: JobContext,
+    level: DedupLevel,
+    tables: tuple[str, ...],
+    groups_of: Callable[[str, pa.Table], tuple[list[tuple[list[str], float]], dict | None]],
+) -> None:
+    """One level's clusters, table by table: ``groups_of(table, rows)`` groups the rows (their
+    key columns, ids and parents) and may give each group's text hash; one write at the end."""
+    rows: list[DedupCluster] = []
+    dropping: set[str] = set()
+    for table in tables:
+        view = ctx.read(table)
+        data = view.to_arrow(columns=[*KEY_COLUMNS[table], "parent_ids"])
+        groups, hashes = groups_of(table, data)
+        rows += cluster_rows(
+            level, table, view.version, groups, hashes, ctx.run.run_id, _parents(data), dropping
+        )
+    _write_clusters(ctx, rows)
 
 
 def _parents(rows: pa.Table) -> dict[str, list[str]]:
@@ -104,23 +125,7 @@ class DedupExact(Job):
     Params: ClassVar[type] = ExactParams
 
     def run(self, ctx: JobContext) -> None:
-        rows: list[DedupCluster] = []
-        dropping: set[str] = set()
-        for table in self.params.tables:
-            view = ctx.read(table)
-            data = view.to_arrow(columns=[*KEY_COLUMNS[table], "parent_ids"])
-            groups, hashes = exact_groups(table, data)
-            rows += cluster_rows(
-                "exact",
-                table,
-                view.version,
-                groups,
-                hashes,
-                ctx.run.run_id,
-                _parents(data),
-                dropping,
-            )
-        _write_clusters(ctx, rows)
+        _cluster_each_table(ctx, "exact", self.params.tables, exact_groups)
 
 
 # -- near -------------------------------------------------------------------------------------
@@ -149,7 +154,7 @@ class NearParams:
         },
     )
     max_bucket: int = field(
-        default=200, metadata={"help": "a larger LSH bucket links members to its first id only"}
+        default=200, metadata={"help": "a larger LSH bucket links its members to one of them only"}
     )
 
     def __post_init__(self) -> None:
@@ -247,26 +252,12 @@ class DedupSemantic(Job):
     def run(self, ctx: JobContext) -> None:
         from jobs.dedup.semantic import semantic_groups
 
-        rows: list[DedupCluster] = []
-        dropping: set[str] = set()
-        for table in self.params.tables:
-            view = ctx.read(table)
-            data = view.to_arrow(columns=[*KEY_COLUMNS[table], "parent_ids"])
+        def groups_of(table: str, data: pa.Table) -> tuple[list[tuple[list[str], float]], None]:
             texts = pc.fill_null(key_texts(table, data), "").to_pylist()
-            groups = semantic_groups(
-                data["id"].to_pylist(), texts, self.params.threshold, self.params.neighbours
-            )
-            rows += cluster_rows(
-                "semantic",
-                table,
-                view.version,
-                groups,
-                None,
-                ctx.run.run_id,
-                _parents(data),
-                dropping,
-            )
-        _write_clusters(ctx, rows)
+            ids = data["id"].to_pylist()
+            return semantic_groups(ids, texts, self.params.threshold, self.params.neighbours), None
+
+        _cluster_each_table(ctx, "semantic", self.params.tables, groups_of)
 
 
 # -- decontamination --------------------------------------------------------------------------
