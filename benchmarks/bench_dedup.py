@@ -50,7 +50,7 @@ from jobs.dedup.jobs import exact_groups
 from jobs.dedup.minhash import optimal_bands
 from jobs.dedup.near import MinHashSettings, near_edges
 from jobs.dedup.normalize import normalize
-from jobs.spark import SparkConfig, SparkSessionFactory, read_table
+from jobs.spark import SparkConfig, SparkSessionFactory
 from lake import Lake
 from schemas import Task
 
@@ -169,9 +169,13 @@ def true_pairs(normalised: list[str], sample: np.ndarray, threshold: float) -> s
 def ours(lake: Lake, factory: SparkSessionFactory, settings: MinHashSettings, threshold: float):
     view = lake.read("tasks")
     start = time.perf_counter()
-    frame = read_table(factory(), view, lake.store.options())
     edges = near_edges(
-        {"tasks": frame}, settings, threshold, max_bucket=200, rows=view.count_rows()
+        factory(),
+        {"tasks": view},
+        settings,
+        threshold,
+        max_bucket=200,
+        storage_options=lake.store.options(),
     )
     return time.perf_counter() - start, edges
 

@@ -33,6 +33,7 @@ Only the driver commits, under the lake's commit lock, so executors need no lock
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -40,13 +41,14 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Literal
 
 import lance
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from lance.fragment import FragmentMetadata, write_fragments
@@ -302,56 +304,201 @@ def _upcast(model: type[TableModel], batch: pa.RecordBatch, schema: pa.Schema) -
     return pa.RecordBatch.from_pylist(rows, schema=schema)
 
 
-def _read_fragments(
-    batches: Iterator[pa.RecordBatch],
+@dataclass(frozen=True)
+class TableSlice:
+    """``rows`` rows of one Lance fragment from ``offset`` on; ``start`` is the position of its
+    first row in the pinned version (the scan order ``TableView.take`` counts in)."""
+
+    fragment_id: int
+    start: int
+    offset: int
+    rows: int
+
+
+def table_slices(view: TableView, min_slices: int = 1) -> list[TableSlice]:
+    """The fragments of ``view`` in scan order, cut into equal row ranges when there are fewer
+    fragments than ``min_slices`` (a table of one fragment would otherwise be one Spark task).
+
+    Each fragment is cut into ``ceil(min_slices / fragments)`` ranges; rows are counted after
+    deletions, as a fragment's scan returns them.
+    """
+    fragments = view.dataset.get_fragments()
+    cuts = max(-(-min_slices // len(fragments)), 1) if fragments else 0
+    slices: list[TableSlice] = []
+    start = 0
+    for fragment in fragments:
+        total = fragment.count_rows()
+        bounds = [total * k // cuts for k in range(cuts + 1)]
+        slices += [
+            TableSlice(fragment.fragment_id, start + lo, lo, hi - lo)
+            for lo, hi in itertools.pairwise(bounds)
+            if hi > lo
+        ]
+        start += total
+    return slices
+
+
+POSITION = "_position"
+"""The column ``map_table(..., positions=True)`` adds: the row's position in the pinned
+version, which ``TableView.take`` reads back."""
+
+BatchMap = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+"""What ``map_table`` runs in each task: the task's rows, batch by batch, to output batches."""
+
+
+def _slice_batches(
+    dataset: lance.LanceDataset,
+    piece: TableSlice,
+    *,
+    model: type[TableModel],
+    columns: list[str] | None,
+    projected: bool,
+    positions: bool,
+    batch_rows: int,
+) -> Iterator[pa.RecordBatch]:
+    schema = model.arrow_schema()
+    if columns is not None:
+        wanted = pa.schema([schema.field(c) for c in columns])
+    fragment = dataset.get_fragment(piece.fragment_id)
+    stored_batches = fragment.to_batches(
+        columns=columns if projected else None,
+        batch_size=batch_rows,
+        offset=piece.offset,
+        limit=piece.rows,
+    )
+    position = piece.start
+    for stored in stored_batches:
+        if not stored.num_rows:
+            continue
+        if projected:
+            out = _conform(stored, wanted)
+        else:
+            out = _upcast(model, stored, schema)
+            out = out if columns is None else _conform(out, wanted)
+        if positions:
+            numbers = pa.array(np.arange(position, position + out.num_rows, dtype=np.int64))
+            out = out.append_column(pa.field(POSITION, pa.int64(), nullable=False), numbers)
+        position += stored.num_rows
+        yield out
+
+
+def _map_slices(
+    indices: Iterator[pa.RecordBatch],
     *,
     uri: str,
     version: int,
     storage_options: dict[str, str] | None,
-    fragment_ids: list[int],
+    slices: list[TableSlice],
     model: type[TableModel],
+    columns: list[str] | None,
+    projected: bool,
+    positions: bool,
+    batch_rows: int,
+    fn: BatchMap | None,
 ) -> Iterator[pa.RecordBatch]:
-    schema = model.arrow_schema()
     dataset = None
-    for batch in batches:
-        for index in batch.column(0).to_pylist():
-            if dataset is None:
-                dataset = lance.dataset(uri, version=version, storage_options=storage_options)
-            fragment = dataset.get_fragment(fragment_ids[index])
-            # Bounded batches: one Arrow message per fragment can exceed the JVM's direct memory
-            # (a 116k-tool fragment was 800 MB).
-            for stored in fragment.to_batches(batch_size=READ_BATCH_ROWS):
-                if stored.num_rows:
-                    yield _upcast(model, stored, schema)
+
+    def rows() -> Iterator[pa.RecordBatch]:
+        nonlocal dataset
+        for batch in indices:
+            for index in batch.column(0).to_pylist():
+                if dataset is None:
+                    dataset = lance.dataset(uri, version=version, storage_options=storage_options)
+                yield from _slice_batches(
+                    dataset,
+                    slices[index],
+                    model=model,
+                    columns=columns,
+                    projected=projected,
+                    positions=positions,
+                    batch_rows=batch_rows,
+                )
+
+    yield from (rows() if fn is None else fn(rows()))
 
 
+# Bounded batches: one Arrow message per fragment can exceed the JVM's direct memory (a
+# 116k-tool fragment was 800 MB).
 READ_BATCH_ROWS = 2048
 
 
-def read_table(
-    spark: SparkSession, view: TableView, storage_options: Mapping[str, str] | None = None
+def map_table(
+    spark: SparkSession,
+    view: TableView,
+    fn: BatchMap | None,
+    schema: pa.Schema | None = None,
+    *,
+    storage_options: Mapping[str, str] | None = None,
+    columns: Sequence[str] | None = None,
+    min_tasks: int = 1,
+    positions: bool = False,
+    batch_rows: int = READ_BATCH_ROWS,
 ) -> DataFrame:
-    """A DataFrame of ``view``'s rows at its pinned version: one Spark task per Lance fragment.
+    """A DataFrame of ``fn`` run over ``view``'s rows at its pinned version, in the tasks that
+    read them: one Spark task per slice of a Lance fragment (``table_slices``).
+
+    ``fn`` gets the task's rows as Arrow batches (``columns`` only, in that order, when given;
+    every column otherwise), followed by a ``POSITION`` column with each row's position in
+    the version when ``positions`` is set, and yields batches of ``schema``; ``fn=None``
+    yields the rows themselves. Reading and mapping in one Python task spares a second trip
+    through the JVM between them. Rows of older schema versions are upcast as
+    ``TableView.to_arrow`` does (the whole row is read for that, then projected).
+    ``storage_options`` are the lake's (``lake.store.options()``), needed on object stores.
+    """
+    from functools import partial
+
+    picked = list(columns) if columns is not None else None
+    if picked is not None:
+        unknown = [c for c in picked if c not in view.schema.names]
+        if unknown:
+            raise ValueError(
+                f"{view.table} has no column {unknown}; its columns are {view.schema.names}"
+            )
+    if schema is None:
+        if fn is not None:
+            raise ValueError("map_table needs the output schema of fn")
+        full = view.schema
+        schema = full if picked is None else pa.schema([full.field(c) for c in picked])
+        if positions:
+            schema = schema.append(pa.field(POSITION, pa.int64(), nullable=False))
+    slices = table_slices(view, min_tasks)
+    tasks = max(len(slices), 1)
+    # spark.range splits evenly: exactly one slice index per partition.
+    indices = spark.range(0, len(slices), 1, numPartitions=tasks)
+    mapped = partial(
+        _map_slices,
+        uri=view.dataset.uri,
+        version=view.version,
+        storage_options=dict(storage_options) if storage_options else None,
+        slices=slices,
+        model=view.model,
+        columns=picked,
+        projected=picked is not None and not view.needs_upcast,
+        positions=positions,
+        batch_rows=batch_rows,
+        fn=fn,
+    )
+    return indices.mapInArrow(mapped, spark_schema(schema))
+
+
+def read_table(
+    spark: SparkSession,
+    view: TableView,
+    storage_options: Mapping[str, str] | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    min_tasks: int = 1,
+) -> DataFrame:
+    """A DataFrame of ``view``'s rows at its pinned version (``columns`` only, when given):
+    one Spark task per Lance fragment, or per slice of one when there are fewer fragments
+    than ``min_tasks``.
 
     ``storage_options`` are the lake's (``lake.store.options()``), needed on object stores.
     Rows of older schema versions are upcast as ``TableView.to_arrow`` does.
     """
-    from functools import partial
-
-    fragment_ids = sorted(f.fragment_id for f in view.dataset.get_fragments())
-    schema = spark_schema(view.schema)
-    tasks = max(len(fragment_ids), 1)
-    # spark.range splits evenly: exactly one fragment index per partition.
-    indices = spark.range(0, len(fragment_ids), 1, numPartitions=tasks)
-    read = partial(
-        _read_fragments,
-        uri=view.dataset.uri,
-        version=view.version,
-        storage_options=dict(storage_options) if storage_options else None,
-        fragment_ids=fragment_ids,
-        model=view.model,
+    return map_table(
+        spark, view, None, storage_options=storage_options, columns=columns, min_tasks=min_tasks
     )
-    return indices.mapInArrow(read, schema)
 
 
 # -- write ---------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import lance
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +36,11 @@ class TableView:
     def count_rows(self, filter: str | None = None) -> int:
         return self.dataset.count_rows(filter=filter)
 
+    @property
+    def needs_upcast(self) -> bool:
+        """Whether any stored row predates the model, so reads must upcast whole rows."""
+        return self._needs_upcast
+
     @cached_property
     def _needs_upcast(self) -> bool:
         """Whether stored rows predate the model (checked once per view: it scans a column)."""
@@ -51,6 +58,17 @@ class TableView:
         if self._needs_upcast:
             return self._upcast(self.dataset.to_table(filter=filter), columns)
         return self.dataset.to_table(columns=columns, filter=filter)
+
+    def take(
+        self, positions: Sequence[int] | np.ndarray, columns: list[str] | None = None
+    ) -> pa.Table:
+        """The rows at ``positions`` (0-based, in scan order: the order ``to_arrow`` returns),
+        in the order given.
+        """
+        indices = pa.array(np.asarray(positions, dtype=np.int64))
+        if self._needs_upcast:
+            return self._upcast(self.dataset.take(indices), columns)
+        return self.dataset.take(indices, columns=columns)
 
     def _upcast(self, stored: pa.Table, columns: list[str] | None) -> pa.Table:
         assert issubclass(self.model, Row)

@@ -188,7 +188,6 @@ class DedupNear(Job):
     def run(self, ctx: JobContext) -> None:
         from jobs.dedup.clusters import connected_components
         from jobs.dedup.near import MinHashSettings, near_edges
-        from jobs.spark import read_table
 
         bands, per_band = self.params.banding()
         settings = MinHashSettings(
@@ -196,13 +195,13 @@ class DedupNear(Job):
         )
         ctx.run.metrics["banding"] = {"bands": bands, "rows": per_band}
         views = {table: ctx.read(table) for table in self.params.tables}
-        frames = {
-            table: read_table(ctx.spark, view, ctx.run.lake.store.options())
-            for table, view in views.items()
-        }
-        total = sum(view.count_rows() for view in views.values())
         edges = near_edges(
-            frames, settings, self.params.threshold, self.params.max_bucket, rows=total
+            ctx.spark,
+            views,
+            settings,
+            self.params.threshold,
+            self.params.max_bucket,
+            ctx.run.lake.store.options(),
         )
         ctx.run.metrics["verified_pairs"] = len(edges)
         rows: list[DedupCluster] = []

@@ -1,29 +1,34 @@
 """Near-duplicates on Spark: MinHash signatures, LSH buckets, verified pairs, components.
 
-1. ``mapInArrow`` over the pinned table (rows spread over the cores): each Arrow batch is
-   normalised, shingled and signed with numpy (``jobs.dedup.minhash``), and every row becomes
-   one ``(bucket, row)`` pair of int64s per band, the bucket being the band's key (mixed with
-   the band number and the source table) and ``row`` a 64-bit hash of the table and the id.
-   Only these 16-byte rows go through the shuffle (the shingle sets stay out of it).
-2. One shuffle: the pairs are hash-partitioned by bucket and sorted within each partition, so
-   a bucket's rows are contiguous. A second ``mapInArrow`` forms the candidate pairs of the
-   buckets with two or more rows (every pair; a bucket larger than ``max_bucket`` links its
-   members to its smallest row key only, a star that bounds the quadratic blow-up of a very
-   common band value while components still join) and drops pairs already seen there.
-3. The candidate pairs come to the driver; a second pass over the tables returns the shingle
-   sets of the rows in a candidate pair only, and the driver verifies every pair by the exact
-   Jaccard similarity of the two sets, vectorised (the sets of a block of pairs are
-   concatenated, sorted and equal neighbours counted). Verified edges (Jaccard at or above
-   the threshold) go to union-find for the connected components.
+1. ``jobs.spark.map_table`` over each pinned table (slices of its fragments, at least one per
+   core): the task that reads an Arrow batch of the key columns normalises, shingles and
+   signs it with numpy (``jobs.dedup.minhash``) inside ``mapInArrow``. Every row becomes one
+   ``(bucket, row)`` pair of int64s per band: the bucket is the band's key (mixed with the
+   band number and the table), ``row`` the row's key (``row_keys``: its table's number and
+   its position in the pinned version). A task groups its pairs by the shuffle partition of
+   their bucket and sends each group as one binary block of 16-byte pairs, so the shuffle
+   moves a few large rows per task instead of one Spark row per pair (turning 14 pairs per
+   text into Spark rows and sorting them in the JVM was most of the cost), and the shingle
+   sets stay out of it.
+2. One shuffle of the blocks by partition label; each reduce task concatenates its blocks,
+   sorts the pairs by bucket with numpy and forms the candidate pairs of the buckets with two
+   or more rows (every pair; a bucket larger than ``max_bucket`` links its members to its
+   smallest row key only, a star that bounds the quadratic blow-up of a very common band
+   value while components still join), dropping pairs already seen there.
+3. The candidate pairs come to the driver, which reads back the candidates' rows only (by
+   position, ``TableView.take``), and verifies every pair by the exact Jaccard similarity of
+   the two shingle sets, vectorised (the sets of a block of pairs are concatenated, sorted and
+   equal neighbours counted). Verified edges (Jaccard at or above the threshold) go to
+   union-find for the connected components.
 
-Several tables go through one plan (a ``source`` salt keeps their buckets apart), so the
-fixed cost of Spark's stages is paid once per pass.
+Several tables go through one plan (a per-table salt keeps their buckets apart), so the fixed
+cost of a Spark job is paid once: one job of two stages, whatever the number of tables.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -33,9 +38,12 @@ import pyarrow as pa
 
 from jobs.dedup.minhash import band_keys, shingles, signatures
 from jobs.dedup.normalize import KEY_COLUMNS, normalized_keys, tokenizable
+from jobs.spark import POSITION
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import SparkSession
+
+    from lake import TableView
 
 BUCKET_SCHEMA = pa.schema(
     [
@@ -44,19 +52,28 @@ BUCKET_SCHEMA = pa.schema(
         pa.field("row", pa.int64(), nullable=False),
     ]
 )
+BLOCK_SCHEMA = pa.schema(
+    [
+        # The shuffle partition's label (``partition_labels``).
+        pa.field("part", pa.int64(), nullable=False),
+        # (bucket, row) pairs of that partition: little-endian int64s, bucket first.
+        pa.field("pairs", pa.binary(), nullable=False),
+    ]
+)
 PAIR_SCHEMA = pa.schema(
     [pa.field("a", pa.int64(), nullable=False), pa.field("b", pa.int64(), nullable=False)]
 )
-SET_SCHEMA = pa.schema(
-    [
-        pa.field("row", pa.int64(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        # The row's distinct shingle hashes as little-endian int64 bytes.
-        pa.field("shingles", pa.binary(), nullable=False),
-    ]
-)
 PAIR_BLOCK = 100_000
-BUCKET_ROWS_PER_PARTITION = 400_000
+BUCKET_ROWS_PER_PARTITION = 1_000_000
+# A task sends its pairs once it holds this many (16 MB), so its memory stays bounded.
+BLOCK_PAIRS = 1_000_000
+# Rows per Arrow batch read for the signatures: only the key columns are read.
+READ_ROWS = 8192
+# Candidate rows read back per block on the driver.
+TAKE_ROWS = 32_768
+# A row key: its table's number above bit 48, its position below (2^48 rows a table).
+SOURCE_SHIFT = 48
+POSITION_MASK = np.int64((1 << SOURCE_SHIFT) - 1)
 
 
 @dataclass(frozen=True)
@@ -72,22 +89,24 @@ def _salt(source: str) -> np.uint64:
     return np.uint64(int.from_bytes(hashlib.blake2b(source.encode(), digest_size=8).digest()))
 
 
-def row_keys(table: str, ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """One int64 per id: 64-bit BLAKE2b of ``table`` and the id."""
-    prefix = f"{table}\0".encode()
-    return np.array(
-        [
-            int.from_bytes(hashlib.blake2b(prefix + i.encode(), digest_size=8).digest())
-            for i in ids.to_pylist()
-        ],
-        dtype=np.uint64,
-    ).view(np.int64)
+def row_keys(source: int, positions: np.ndarray) -> np.ndarray:
+    """Rows' keys: the number of their table in the plan above their positions in its pinned
+    version, so a key is unique and names the row to read back (``TableView.take``).
+
+    >>> row_keys(1, np.array([0, 5])).tolist()
+    [281474976710656, 281474976710661]
+    >>> key = row_keys(1, np.array([5]))
+    >>> (key >> SOURCE_SHIFT).tolist(), (key & POSITION_MASK).tolist()
+    ([1], [5])
+    """
+    return (np.int64(source) << np.int64(SOURCE_SHIFT)) | positions.astype(np.int64)
 
 
 def bucket_rows(
-    table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings
+    table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings, source: int
 ) -> pa.Table:
-    """One ``(bucket, row)`` pair per band of every row of ``batch`` with any text."""
+    """One ``(bucket, row)`` pair per band of every row of ``batch`` (its key columns and
+    ``POSITION``) with any text; ``source`` is the table's number in the plan."""
     rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     keys = tokenizable(table, normalized_keys(table, rows))
     sets = shingles(keys, settings.ngram)
@@ -97,100 +116,151 @@ def bucket_rows(
     keep = np.flatnonzero(sets.sizes > 0)
     owner = np.repeat(keep, settings.bands)
     buckets = (bands[keep].reshape(-1).view(np.uint64) ^ _salt(table)).view(np.int64)
+    positions = rows[POSITION].to_numpy()
     return pa.Table.from_arrays(
-        [pa.array(buckets), pa.array(row_keys(table, rows["id"])[owner])], schema=BUCKET_SCHEMA
+        [pa.array(buckets), pa.array(row_keys(source, positions)[owner])], schema=BUCKET_SCHEMA
+    )
+
+
+def partition_labels(spark: SparkSession, partitions: int) -> list[int]:
+    """One ``part`` value per shuffle partition: ``labels[p]`` lands in partition ``p`` when a
+    frame is ``repartition(partitions, "part")``-ed.
+
+    Spark places a row in partition ``pmod(hash(part), partitions)`` (the Murmur3 hash that
+    ``HashPartitioning`` uses); the labels are the first integers that fill every partition,
+    found by evaluating that same expression, so no partition gets two blocks' worth of
+    buckets while another idles.
+    """
+    known = _LABELS.get((spark.sparkContext.applicationId, partitions))
+    if known is not None:
+        return known
+    labels: dict[int, int] = {}
+    span = 64 * partitions
+    while len(labels) < partitions:
+        found = (
+            spark.range(0, span).selectExpr("id", f"pmod(hash(id), {partitions}) AS p").toArrow()
+        )
+        for label, part in zip(found["id"].to_pylist(), found["p"].to_pylist(), strict=True):
+            labels.setdefault(part, label)
+        span *= 4
+    found_labels = [labels[p] for p in range(partitions)]
+    _LABELS[(spark.sparkContext.applicationId, partitions)] = found_labels
+    return found_labels
+
+
+_LABELS: dict[tuple[str, int], list[int]] = {}
+
+
+def _blocks(buckets: np.ndarray, rows: np.ndarray, labels: list[int]) -> pa.RecordBatch:
+    """The pairs grouped by partition (``bucket mod partitions``), one binary block each."""
+    part = buckets.view(np.uint64) % np.uint64(len(labels))
+    order = np.argsort(part, kind="stable")
+    pairs = np.stack([buckets[order], rows[order]], axis=1).astype("<i8")
+    cuts = np.searchsorted(part[order], np.arange(len(labels) + 1, dtype=np.uint64))
+    present = [p for p in range(len(labels)) if cuts[p + 1] > cuts[p]]
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([labels[p] for p in present], pa.int64()),
+            pa.array([pairs[cuts[p] : cuts[p + 1]].tobytes() for p in present], pa.binary()),
+        ],
+        schema=BLOCK_SCHEMA,
     )
 
 
 def _bucket_partition(
-    batches: Iterator[pa.RecordBatch], *, table: str, settings: MinHashSettings
+    batches: Iterator[pa.RecordBatch],
+    *,
+    table: str,
+    source: int,
+    settings: MinHashSettings,
+    labels: list[int],
 ) -> Iterator[pa.RecordBatch]:
+    held: list[pa.Table] = []
+    count = 0
     for batch in batches:
-        if batch.num_rows:
-            yield from bucket_rows(table, batch, settings).to_batches()
+        if not batch.num_rows:
+            continue
+        held.append(bucket_rows(table, batch, settings, source))
+        count += held[-1].num_rows
+        if count >= BLOCK_PAIRS:
+            pairs = pa.concat_tables(held)
+            yield _blocks(pairs["bucket"].to_numpy(), pairs["row"].to_numpy(), labels)
+            held, count = [], 0
+    if count:
+        pairs = pa.concat_tables(held)
+        yield _blocks(pairs["bucket"].to_numpy(), pairs["row"].to_numpy(), labels)
 
 
-def _bucket_pairs(
-    buckets: np.ndarray, rows: np.ndarray, max_bucket: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs within runs of equal ``buckets`` (sorted), stars for large runs (every
-    member linked to the one of smallest ``rows`` key)."""
+def candidate_pairs(buckets: np.ndarray, rows: np.ndarray, max_bucket: int) -> np.ndarray:
+    """Distinct ``(a, b)`` row-key pairs, ``a < b``, of the rows that share a bucket: every
+    pair of a bucket of at most ``max_bucket`` rows, and a star for a larger one (each member
+    linked to its smallest row key).
+
+    >>> buckets = np.array([7, 5, 7, 5, 9, 7, 7])
+    >>> rows = np.array([4, 1, 3, 2, 8, 5, 6])
+    >>> candidate_pairs(buckets, rows, max_bucket=3).tolist()
+    [[1, 2], [3, 4], [3, 5], [3, 6]]
+    >>> candidate_pairs(buckets, rows, max_bucket=4).tolist()
+    [[1, 2], [3, 4], [3, 5], [3, 6], [4, 5], [4, 6], [5, 6]]
+    """
+    order = np.lexsort((rows, buckets))
+    buckets, rows = buckets[order], rows[order]
     n = len(buckets)
     starts = np.flatnonzero(np.concatenate([[True], buckets[1:] != buckets[:-1]]))
     lengths = np.diff(np.concatenate([starts, [n]]))
     left: list[np.ndarray] = []
     right: list[np.ndarray] = []
-    for start, length in zip(
-        starts[lengths > 1].tolist(), lengths[lengths > 1].tolist(), strict=True
-    ):
+    # Buckets of one length at a time: one index pattern, broadcast over all their starts.
+    for length in np.unique(lengths[lengths > 1]).tolist():
+        first = starts[lengths == length][:, None]
         if length <= max_bucket:
             i, j = np.triu_indices(length, 1)
-            left.append(start + i)
-            right.append(start + j)
         else:
-            members = np.arange(start, start + length)
-            first = start + int(np.argmin(rows[start : start + length]))
-            others = members[members != first]
-            left.append(np.full(len(others), first))
-            right.append(others)
+            # Rows are sorted within a bucket: its first is its smallest key.
+            j = np.arange(1, length)
+            i = np.zeros_like(j)
+        left.append((first + i).ravel())
+        right.append((first + j).ravel())
     if not left:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
-    return np.concatenate(left), np.concatenate(right)
+        return np.zeros((0, 2), dtype=np.int64)
+    a, b = rows[np.concatenate(left)], rows[np.concatenate(right)]
+    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
+    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
 
 
 def _pair_partition(
     batches: Iterator[pa.RecordBatch], *, max_bucket: int
 ) -> Iterator[pa.RecordBatch]:
-    received = [b for b in batches if b.num_rows]
-    if not received:
+    blocks = [block for batch in batches for block in batch.column("pairs").to_pylist()]
+    if not blocks:
         return
-    data = pa.Table.from_batches(received)
-    buckets = data["bucket"].to_numpy()
-    rows = data["row"].to_numpy()
-    left, right = _bucket_pairs(buckets, rows, max_bucket)
-    a, b = rows[left], rows[right]
-    pairs = np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-    if len(pairs):
+    pairs = np.frombuffer(b"".join(blocks), dtype="<i8").reshape(-1, 2)
+    found = candidate_pairs(pairs[:, 0].copy(), pairs[:, 1].copy(), max_bucket)
+    if len(found):
         yield pa.RecordBatch.from_arrays(
-            [pa.array(pairs[:, 0]), pa.array(pairs[:, 1])], schema=PAIR_SCHEMA
+            [pa.array(found[:, 0]), pa.array(found[:, 1])], schema=PAIR_SCHEMA
         )
 
 
-def set_rows(
-    table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings, wanted: np.ndarray
-) -> pa.Table:
-    """``(row, id, shingles)`` of the rows of ``batch`` whose key is in ``wanted`` (sorted)."""
-    rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
-    keys = row_keys(table, rows["id"])
-    pick = np.flatnonzero(np.isin(keys, wanted, assume_unique=False))
-    rows = rows.take(pa.array(pick))
-    distinct = shingles(tokenizable(table, normalized_keys(table, rows)), settings.ngram).distinct()
-    blobs = pa.BinaryArray.from_buffers(
-        pa.binary(),
-        len(pick),
-        [
-            None,
-            pa.py_buffer((distinct.offsets * 8).astype(np.int32).tobytes()),
-            pa.py_buffer(distinct.hashes.astype("<u8").tobytes()),
-        ],
-    )
-    return pa.Table.from_arrays(
-        [pa.array(keys[pick]), rows["id"].combine_chunks(), blobs], schema=SET_SCHEMA
-    )
-
-
-def _set_partition(
-    batches: Iterator[pa.RecordBatch],
-    *,
-    table: str,
-    settings: MinHashSettings,
-    wanted: np.ndarray,
-) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        if batch.num_rows:
-            yield from set_rows(table, batch, settings, wanted).to_batches()
+def shingle_sets(
+    views: Mapping[str, TableView], keys: np.ndarray, ngram: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The ids and distinct shingle sets (``offsets``, ``values``) of the rows of ``keys``
+    (sorted), read back from the pinned views in blocks of ``TAKE_ROWS``."""
+    ids: list[str] = []
+    sizes: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    sources = keys >> np.int64(SOURCE_SHIFT)
+    for source, (table, view) in enumerate(views.items()):
+        positions = keys[sources == source] & POSITION_MASK
+        for start in range(0, len(positions), TAKE_ROWS):
+            rows = view.take(positions[start : start + TAKE_ROWS], columns=KEY_COLUMNS[table])
+            distinct = shingles(tokenizable(table, normalized_keys(table, rows)), ngram).distinct()
+            ids += rows["id"].to_pylist()
+            sizes.append(distinct.sizes)
+            values.append(distinct.hashes.view(np.int64))
+    offsets = np.concatenate([[0], np.cumsum(np.concatenate(sizes))]).astype(np.int64)
+    return ids, offsets, np.concatenate(values)
 
 
 def jaccard_of_pairs(
@@ -224,91 +294,79 @@ def jaccard_of_pairs(
 
 
 def near_edges(
-    frames: dict[str, DataFrame],
+    spark: SparkSession,
+    views: Mapping[str, TableView],
     settings: MinHashSettings,
     threshold: float,
     max_bucket: int,
-    rows: int | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, float]]:
     """Verified ``(a, b, jaccard)`` pairs of rows of one table each, ``a < b``, Jaccard at or
-    above ``threshold``. The tables (``{name: frame}``) go through one Spark plan together;
-    ``rows`` (their total, when known) sizes the shuffle so a partition holds about
-    ``BUCKET_ROWS_PER_PARTITION`` bucket rows."""
+    above ``threshold``. The tables (``{name: pinned view}``) go through one Spark plan
+    together; the shuffle has ``spark.sql.shuffle.partitions`` partitions, or more so that
+    one holds about ``BUCKET_ROWS_PER_PARTITION`` bucket rows. ``storage_options`` are the
+    lake's (``lake.store.options()``)."""
     from functools import reduce
 
-    from pyspark.sql import DataFrame as SparkFrame
+    from pyspark.sql import DataFrame
 
-    from jobs.spark import spark_schema
+    from jobs.spark import map_table, spark_schema
 
-    if not frames:
+    if not views:
         return []
-    spark = next(iter(frames.values())).sparkSession
+    rows = sum(view.count_rows() for view in views.values())
     configured = int(spark.conf.get("spark.sql.shuffle.partitions") or 1)
-    wanted = -(-(rows or 0) * settings.bands // BUCKET_ROWS_PER_PARTITION)
-    partitions = max(configured, wanted)
+    partitions = max(configured, -(-rows * settings.bands // BUCKET_ROWS_PER_PARTITION))
+    labels = partition_labels(spark, partitions)
+    # The signatures are the costly part: at least one read task per core.
     cores = spark.sparkContext.defaultParallelism
 
-    def spread(frame: DataFrame) -> DataFrame:
-        # A table of one Lance fragment is one read task: spread its rows over the cores
-        # before the signatures, the costly part.
-        if frame.rdd.getNumPartitions() < cores:
-            return frame.repartition(cores)
-        return frame
-
-    exploded = reduce(
-        SparkFrame.unionByName,
+    number = {table: source for source, table in enumerate(views)}
+    blocks = reduce(
+        DataFrame.unionByName,
         [
-            spread(frame.select(*KEY_COLUMNS[table])).mapInArrow(
-                partial(_bucket_partition, table=table, settings=settings),
-                spark_schema(BUCKET_SCHEMA),
+            map_table(
+                spark,
+                view,
+                partial(
+                    _bucket_partition,
+                    table=table,
+                    source=number[table],
+                    settings=settings,
+                    labels=labels,
+                ),
+                BLOCK_SCHEMA,
+                storage_options=storage_options,
+                columns=KEY_COLUMNS[table],
+                min_tasks=cores,
+                positions=True,
+                batch_rows=READ_ROWS,
             )
-            for table, frame in frames.items()
+            for table, view in views.items()
         ],
     )
     candidates = (
-        exploded.repartition(partitions, "bucket")
-        .sortWithinPartitions("bucket")
+        blocks.repartition(partitions, "part")
         .mapInArrow(partial(_pair_partition, max_bucket=max_bucket), spark_schema(PAIR_SCHEMA))
         .toArrow()
     )
     a, b = candidates["a"].to_numpy(), candidates["b"].to_numpy()
-    if not len(a):
+    # Buckets are salted per table; a pair across tables is a 64-bit collision, not a copy.
+    same = (a >> np.int64(SOURCE_SHIFT)) == (b >> np.int64(SOURCE_SHIFT))
+    if not same.any():
         return []
     # A pair that shares several bands may come from several partitions.
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    pairs = np.unique(np.stack([a[same], b[same]], axis=1), axis=0)
     wanted = np.unique(pairs)
-    # Second pass: the shingle sets of the candidates' rows only, to the driver.
-    sets = reduce(
-        SparkFrame.unionByName,
-        [
-            frame.select(*KEY_COLUMNS[table]).mapInArrow(
-                partial(_set_partition, table=table, settings=settings, wanted=wanted),
-                spark_schema(SET_SCHEMA),
-            )
-            for table, frame in frames.items()
-        ],
-    ).toArrow()
-    keys = sets["row"].to_numpy()
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
-        raise RuntimeError("two rows share a 64-bit row key; near dedup cannot tell them apart")
-    ids = np.asarray(sets["id"].to_numpy(zero_copy_only=False), dtype=object)[order]
-    blobs = sets["shingles"].combine_chunks().take(pa.array(order))
-    if blobs.offset:
-        blobs = pa.concat_arrays([blobs])
-    byte_offsets = np.frombuffer(blobs.buffers()[1], dtype=np.int32)[: len(blobs) + 1]
-    offsets = (byte_offsets.astype(np.int64) - byte_offsets[0]) // 8
-    values = np.frombuffer(
-        blobs.buffers()[2], dtype="<i8", count=int(offsets[-1]), offset=int(byte_offsets[0])
-    )
-    left = np.searchsorted(keys, pairs[:, 0])
-    right = np.searchsorted(keys, pairs[:, 1])
+    # The candidates' rows only are read back, on the driver, which verifies their pairs.
+    ids, offsets, values = shingle_sets(views, wanted, settings.ngram)
+    left = np.searchsorted(wanted, pairs[:, 0])
+    right = np.searchsorted(wanted, pairs[:, 1])
     edges: list[tuple[str, str, float]] = []
     for start in range(0, len(pairs), PAIR_BLOCK):
         la, rb = left[start : start + PAIR_BLOCK], right[start : start + PAIR_BLOCK]
         similarity = jaccard_of_pairs(offsets, values, la, rb)
         for k in np.flatnonzero(similarity >= threshold).tolist():
-            x, y = str(ids[la[k]]), str(ids[rb[k]])
+            x, y = ids[la[k]], ids[rb[k]]
             edges.append((min(x, y), max(x, y), float(similarity[k])))
     return sorted(edges)
