@@ -347,6 +347,69 @@ def test_batch_signatures_equal_a_per_row_loop() -> None:
     assert (got[2] == (1 << 32) - 1).all() and sets.sizes[3] == 1
 
 
+def test_near_edges_across_fragments_are_exactly_the_pairs_above_the_threshold(
+    spark: SparkSessionFactory, tmp_path: Path
+) -> None:
+    # Near copies (one word of 30 replaced: bigram Jaccard 27/31) appended in other fragments
+    # than their originals, in two tables of one plan: every pair found has the exact
+    # Jaccard reported and is above the threshold, and every planted copy is found.
+    import random
+
+    from jobs.dedup.minhash import optimal_bands
+    from jobs.dedup.near import MinHashSettings, near_edges
+
+    rng = random.Random(3)
+    vocabulary = [f"w{i}" for i in range(400)]
+    originals = [" ".join(rng.choice(vocabulary) for _ in range(30)) for _ in range(40)]
+
+    def copy_of(text: str) -> str:
+        words = text.split()
+        words[rng.randrange(len(words))] = "changed"
+        return " ".join(words)
+
+    copies = [copy_of(t) for t in originals[:12]]
+    lake = Lake(tmp_path / "lake")
+    tasks = [task(q) for q in originals + copies]
+    for start in (0, 20, 40):  # three fragments: each copy sits in another one
+        lake.append("tasks", Task.to_arrow(tasks[start : start + 20]))
+    queries = {t.id: t.query for t in tasks}
+    runs = [trajectory(t) for t in tasks[:20]] + [trajectory(t) for t in tasks[40:]]
+    lake.append("trajectories", Trajectory.to_arrow(runs[:20]))
+    lake.append("trajectories", Trajectory.to_arrow(runs[20:]))
+    views = {"tasks": lake.read("tasks"), "trajectories": lake.read("trajectories")}
+    assert len(views["tasks"].dataset.get_fragments()) == 3
+    bands, rows = optimal_bands(0.8, 128, 0.1)
+    edges = near_edges(spark(), views, MinHashSettings(2, 128, bands, rows, seed=1), 0.8, 50)
+
+    sets = {i: shingles(normalize([q]), 2).of(0) for i, q in queries.items()}
+    for a, b, similarity in edges:
+        if a.startswith("task-"):
+            assert similarity == pytest.approx(jaccard(sets[a], sets[b])) and similarity >= 0.8
+    found = {(a, b) for a, b, _ in edges}
+    planted_tasks = {tuple(sorted((tasks[i].id, tasks[40 + i].id))) for i in range(12)}
+    assert {p for p in found if p[0].startswith("task-")} == planted_tasks
+    planted_runs = {tuple(sorted((runs[i].id, runs[20 + i].id))) for i in range(12)}
+    assert {p for p in found if p[0].startswith("traj-")} == planted_runs
+
+
+@pytest.mark.parametrize("partitions", [2, 7])
+def test_each_partition_label_lands_in_its_own_shuffle_partition(
+    spark: SparkSessionFactory, partitions: int
+) -> None:
+    from jobs.dedup.near import partition_labels
+
+    session = spark()
+    labels = partition_labels(session, partitions)
+    placed = (
+        session.createDataFrame([(label,) for label in labels], "part long")
+        .repartition(partitions, "part")
+        .selectExpr("part", "spark_partition_id() AS p")
+        .toArrow()
+    )
+    where = dict(zip(placed["part"].to_pylist(), placed["p"].to_pylist(), strict=True))
+    assert [where[label] for label in labels] == list(range(partitions))
+
+
 def test_bad_params_name_the_fix() -> None:
     with pytest.raises(ValueError, match="Jaccard between 0 and 1"):
         NearParams(threshold=1.5)

@@ -170,6 +170,7 @@ def test_old_schema_tables_are_upcast_on_read_and_migrated(lake: Lake, monkeypat
     monkeypatch.setitem(schemas.DATA_TABLES, "tool_servers", ServerV2)
     rows = lake.read("tool_servers").to_arrow().to_pylist()
     assert [(r["name"], r["title"], r["schema_version"]) for r in rows] == [("bank", "Bank", 2)]
+    assert lake.read("tool_servers").take([0], columns=["title"]).to_pylist() == [{"title": "Bank"}]
     with pytest.raises(SchemaMismatchError, match="astra lake migrate tool_servers"):
         lake.append("tool_servers", ServerV2.to_arrow([ServerV2(name="shop", title="Shop")]))
     migrated = lake.migrate("tool_servers")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -18,7 +19,15 @@ from factories import servers_table, tools_table
 from jobs.graph import BuildToolGraph, GraphParams
 from jobs.ingest import IngestCatalog, IngestParams
 from jobs.runner import run_job
-from jobs.spark import SparkConfig, SparkSessionFactory, read_table, write_table
+from jobs.spark import (
+    POSITION,
+    SparkConfig,
+    SparkSessionFactory,
+    map_table,
+    read_table,
+    table_slices,
+    write_table,
+)
 from lake import Lake, SchemaMismatchError
 from schemas import Reject, Tool, ToolServer
 
@@ -73,6 +82,41 @@ def test_read_table_returns_the_pinned_version(
     assert _sorted(read_table(spark, old).toArrow()) == _sorted(old.to_arrow())
     assert _sorted(read_table(spark, new).toArrow()) == _sorted(new.to_arrow())
     assert read_table(spark, new).count() == len(tools)
+
+
+@pytest.mark.slow
+def test_sliced_projected_reads_cover_every_row_once_and_positions_read_back(
+    lake: Lake,
+    spark_factory: SparkSessionFactory,
+    sample_rows: tuple[list[ToolServer], list[Tool]],
+) -> None:
+    _, tools = sample_rows
+    for start in (0, 7, 20):  # three fragments of unequal sizes
+        lake.append("tools", tools_table(tools[start : start + (7 if start == 0 else 13)]))
+    view = lake.read("tools")
+    slices = table_slices(view, 8)
+    assert len(slices) >= 8
+    assert sum(s.rows for s in slices) == view.count_rows()
+    assert [s.start for s in slices] == list(
+        itertools.accumulate([0] + [s.rows for s in slices[:-1]])
+    )
+
+    df = map_table(spark_factory(), view, None, columns=["name", "id"], min_tasks=8, positions=True)
+    assert df.rdd.getNumPartitions() == len(slices)
+    assert df.columns == ["name", "id", POSITION]
+    got = df.toArrow()
+    assert sorted(got[POSITION].to_pylist()) == list(range(view.count_rows()))
+    assert sorted(got["id"].to_pylist()) == sorted(view.to_arrow()["id"].to_pylist())
+    back = view.take(got[POSITION].to_numpy(), columns=["id", "name"])
+    assert back.to_pylist() == got.select(["id", "name"]).to_pylist()
+
+
+def test_reads_refuse_a_column_the_table_lacks(
+    lake: Lake, spark_factory: SparkSessionFactory, sample_rows
+) -> None:
+    lake.append("tools", tools_table(sample_rows[1][:3]))
+    with pytest.raises(ValueError, match=r"tools has no column \['nmae'\]"):
+        read_table(spark_factory(), lake.read("tools"), columns=["id", "nmae"])
 
 
 @pytest.mark.slow
