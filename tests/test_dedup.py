@@ -305,6 +305,34 @@ def test_curate_copy_of_history_survives_in_a_fresh_lake_read(
 # -- units --------------------------------------------------------------------------------------
 
 
+def test_normalize_equals_its_plain_definition_on_hostile_whitespace_and_unicode() -> None:
+    # The fast path (NFKC on non-ASCII rows only, one regex for whitespace) must give what
+    # the plain chain gives: NFKC, lower case, punctuation runs to spaces, \s+ to one space.
+    import polars as pl
+
+    texts = [
+        "  Hello,\tWORLD!! ",
+        "\uff46\uff55\uff4c\uff4c\u3000\uff57\uff49\uff44\uff54\uff48\u00a0x",
+        "a\n\n b\r\n\u2003c",
+        "caf\u00e9 vs cafe\u0301",
+        "\u2460 \ufb01 \u00bd",
+        "",
+        " \t ",
+        "tab\tonly",
+        None,
+    ]
+    plain = (
+        pl.Series(texts, dtype=pl.String)
+        .fill_null("")
+        .str.normalize("NFKC")
+        .str.to_lowercase()
+        .str.replace_all(r"[\p{P}\p{S}]+", " ")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+    assert normalize(texts).to_pylist() == plain.to_list()
+
+
 def test_code_with_renamed_variables_collides_and_changed_code_does_not() -> None:
     assert canonical_code(TOOL_A) == canonical_code(TOOL_B)
     assert canonical_code(TOOL_A) != canonical_code(TOOL_C)
@@ -330,9 +358,16 @@ def test_shingle_jaccard_matches_a_direct_count() -> None:
     assert jaccard(sets.of(0), sets.of(1)) == pytest.approx(expected)
 
 
-def test_batch_signatures_equal_a_per_row_loop() -> None:
+@pytest.mark.parametrize("block_values", [1 << 20, 32 * 4])
+def test_batch_signatures_equal_a_per_row_loop(
+    block_values: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Texts of different lengths, an empty one and one shorter than the n-gram: the batch
-    # (one shingle x permutation array, minima by reduceat in blocks) equals a plain loop.
+    # (one shingle x permutation array, minima by reduceat in blocks) equals a plain loop,
+    # also when blocks hold 4 shingles and most texts are longer than one.
+    from jobs.dedup import minhash
+
+    monkeypatch.setattr(minhash, "_CHUNK_VALUES", block_values)
     texts = normalize([NEAR[0], NEAR[1], "", "single", *EXACT[:2]])
     sets = shingles(texts, ngram=2)
     a, b = permutations(32, seed=7)

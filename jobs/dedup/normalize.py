@@ -53,11 +53,16 @@ def normalize(texts: pa.Array | pa.ChunkedArray | Sequence[str | None]) -> pa.Ar
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     series = pl.Series(array.cast(pa.large_string())).fill_null("")
+    # NFKC leaves ASCII as it is: only the other rows pay for it.
+    other = pl.Series(pc.invert(pc.fill_null(pc.string_is_ascii(array), True))).arg_true()
+    if len(other):
+        series = series.scatter(other, series.gather(other).str.normalize("NFKC"))
     normalised = (
-        series.str.normalize("NFKC")
-        .str.to_lowercase()
+        series.str.to_lowercase()
         .str.replace_all(r"[\p{P}\p{S}]+", " ")
-        .str.replace_all(r"\s+", " ")
+        # Every whitespace run to one space: runs of two or more, and any lone whitespace
+        # that is not a space (the same result as \s+, three times faster on short texts).
+        .str.replace_all(r"\s{2,}|[^\S ]", " ")
         .str.strip_chars()
     )
     return normalised.to_arrow().cast(pa.string())
