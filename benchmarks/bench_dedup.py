@@ -210,11 +210,14 @@ def exact_bench(texts: list[str]) -> dict[str, Any]:
     raw_unique = series.unique()
     raw_s = time.perf_counter() - start
     start = time.perf_counter()
+    # The same normalisation in polars, at its fastest: NFKC only where a text is not ASCII,
+    # one regex per class of characters.
+    other = series.str.contains(r"[^\x00-\x7F]").arg_true()
+    nfkc = series.scatter(other, series.gather(other).str.normalize("NFKC"))
     normalised = (
-        series.str.normalize("NFKC")
-        .str.to_lowercase()
+        nfkc.str.to_lowercase()
         .str.replace_all(r"[\p{P}\p{S}]+", " ")
-        .str.replace_all(r"\s+", " ")
+        .str.replace_all(r"\s{2,}|[^\S ]", " ")
         .str.strip_chars()
     )
     same_unique = normalised.filter(normalised != "").unique()
@@ -322,7 +325,11 @@ def main() -> None:
         print(json.dumps(report["linearity"]), flush=True)
     factory.stop()
     exact_texts = corpus(args.exact_rows, args.seed + 1)
-    report["exact"] = exact_bench(exact_texts)
+    runs = [exact_bench(exact_texts) for _ in range(args.repeats)]
+    report["exact"] = sorted(runs, key=lambda r: r["ours_over_polars_same_work"])[len(runs) // 2]
+    report["exact"]["ours_over_polars_same_work_each"] = [
+        r["ours_over_polars_same_work"] for r in runs
+    ]
     print(json.dumps(report["exact"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
