@@ -63,7 +63,8 @@ BLOCK_SCHEMA = pa.schema(
 PAIR_SCHEMA = pa.schema(
     [pa.field("a", pa.int64(), nullable=False), pa.field("b", pa.int64(), nullable=False)]
 )
-PAIR_BLOCK = 100_000
+# Pairs verified at once: their members' keys, about 35 per pair, sorted together (~70 MB).
+PAIR_BLOCK = 250_000
 BUCKET_ROWS_PER_PARTITION = 1_000_000
 # A task sends its pairs once it holds this many (16 MB), so its memory stays bounded.
 BLOCK_PAIRS = 1_000_000
@@ -224,8 +225,28 @@ def candidate_pairs(buckets: np.ndarray, rows: np.ndarray, max_bucket: int) -> n
     if not left:
         return np.zeros((0, 2), dtype=np.int64)
     a, b = rows[np.concatenate(left)], rows[np.concatenate(right)]
-    pairs = np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1)
-    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+    differ = a != b
+    keys, first, second = distinct_pairs(np.minimum(a, b)[differ], np.maximum(a, b)[differ])
+    return np.stack([keys[first], keys[second]], axis=1)
+
+
+def distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sorted distinct values of ``a`` and ``b``, and every distinct pair
+    ``(a[k], b[k])`` once, in sorted order, as two arrays of indices into those values.
+
+    Pairs become one int64 each (dense indices, fewer than 2^31 values) so a flat sort finds
+    the repeats: ``np.unique(axis=0)`` sorts row views, and numpy 2.4's flat ``np.unique``
+    hashes, both an order of magnitude slower at millions of pairs.
+
+    >>> keys, i, j = distinct_pairs(np.array([9, 5, 9, 5]), np.array([7, 9, 7, 7]))
+    >>> keys.tolist(), list(zip(keys[i].tolist(), keys[j].tolist()))
+    ([5, 7, 9], [(5, 7), (5, 9), (9, 7)])
+    """
+    keys, dense = np.unique(np.concatenate([a, b]), return_inverse=True)
+    dense = dense.astype(np.int64)
+    packed = np.sort((dense[: len(a)] << np.int64(32)) | dense[len(a) :])
+    packed = packed[np.concatenate([[True], packed[1:] != packed[:-1]])] if len(packed) else packed
+    return keys, packed >> np.int64(32), packed & np.int64(0xFFFFFFFF)
 
 
 def _pair_partition(
@@ -264,31 +285,34 @@ def shingle_sets(
 
 
 def jaccard_of_pairs(
-    offsets: np.ndarray, values: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray
+    offsets: np.ndarray, members: np.ndarray, rows_a: np.ndarray, rows_b: np.ndarray
 ) -> np.ndarray:
-    """Exact Jaccard of the (distinct, per row) sets of every pair ``(rows_a[k], rows_b[k])``.
+    """Exact Jaccard of the (distinct, per row) sets of every pair ``(rows_a[k], rows_b[k])``;
+    ``members`` are small non-negative integers (dense ids of the shingle hashes).
 
-    >>> offsets, values = np.array([0, 3, 5, 6]), np.array([1, 2, 3, 2, 3, 9])
-    >>> jaccard_of_pairs(offsets, values, np.array([0, 0]), np.array([1, 2])).tolist()
+    Each member is keyed by its pair's number above its own bits; one sort of those keys puts
+    a member that both sets of a pair hold next to itself.
+
+    >>> offsets, members = np.array([0, 3, 5, 6]), np.array([1, 2, 3, 2, 3, 9])
+    >>> jaccard_of_pairs(offsets, members, np.array([0, 0]), np.array([1, 2])).tolist()
     [0.6666666666666666, 0.0]
     """
     sizes_a = offsets[rows_a + 1] - offsets[rows_a]
     sizes_b = offsets[rows_b + 1] - offsets[rows_b]
-    pairs = np.arange(len(rows_a))
+    shift = max(int(members.max(initial=0)).bit_length(), 1)
+    if shift + max(len(rows_a), 1).bit_length() > 62:
+        raise ValueError("too many pairs or members for one block: verify fewer pairs at once")
+    pairs = np.arange(len(rows_a), dtype=np.int64)
 
-    def gather(rows: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def keyed(rows: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         owner = np.repeat(pairs, sizes)
         begin = np.repeat(offsets[rows] - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
-        return owner, values[begin + np.arange(len(owner))]
+        return (owner << np.int64(shift)) | members[begin + np.arange(len(owner))]
 
-    owner_a, values_a = gather(rows_a, sizes_a)
-    owner_b, values_b = gather(rows_b, sizes_b)
-    owner = np.concatenate([owner_a, owner_b])
-    merged = np.concatenate([values_a, values_b])
-    order = np.lexsort((merged, owner))
-    owner, merged = owner[order], merged[order]
-    same = (owner[1:] == owner[:-1]) & (merged[1:] == merged[:-1])
-    inter = np.bincount(owner[1:][same], minlength=len(rows_a))
+    keys = np.concatenate([keyed(rows_a, sizes_a), keyed(rows_b, sizes_b)])
+    keys.sort()
+    both = keys[1:][keys[1:] == keys[:-1]]
+    inter = np.bincount(both >> np.int64(shift), minlength=len(rows_a))
     union = sizes_a + sizes_b - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
@@ -355,18 +379,23 @@ def near_edges(
     same = (a >> np.int64(SOURCE_SHIFT)) == (b >> np.int64(SOURCE_SHIFT))
     if not same.any():
         return []
-    # A pair that shares several bands may come from several partitions.
-    pairs = np.unique(np.stack([a[same], b[same]], axis=1), axis=0)
-    wanted = np.unique(pairs)
+    # The rows in any pair, and each pair once (one may come from several partitions).
+    wanted, left, right = distinct_pairs(a[same], b[same])
     # The candidates' rows only are read back, on the driver, which verifies their pairs.
     ids, offsets, values = shingle_sets(views, wanted, settings.ngram)
-    left = np.searchsorted(wanted, pairs[:, 0])
-    right = np.searchsorted(wanted, pairs[:, 1])
+    members = np.unique(values, return_inverse=True)[1].astype(np.int64)
+    names = np.asarray(ids, dtype=object)
     edges: list[tuple[str, str, float]] = []
-    for start in range(0, len(pairs), PAIR_BLOCK):
+    for start in range(0, len(left), PAIR_BLOCK):
         la, rb = left[start : start + PAIR_BLOCK], right[start : start + PAIR_BLOCK]
-        similarity = jaccard_of_pairs(offsets, values, la, rb)
-        for k in np.flatnonzero(similarity >= threshold).tolist():
-            x, y = ids[la[k]], ids[rb[k]]
-            edges.append((min(x, y), max(x, y), float(similarity[k])))
+        similarity = jaccard_of_pairs(offsets, members, la, rb)
+        keep = np.flatnonzero(similarity >= threshold)
+        x, y = names[la[keep]], names[rb[keep]]
+        first = x < y
+        edges += zip(
+            np.where(first, x, y).tolist(),
+            np.where(first, y, x).tolist(),
+            similarity[keep].tolist(),
+            strict=True,
+        )
     return sorted(edges)
