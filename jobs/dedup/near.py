@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 BUCKET_SCHEMA = pa.schema(
     [
         pa.field("bucket", pa.int64(), nullable=False),
-        # The row's key: 64-bit BLAKE2b of its table and id (the sets stay out of the shuffle).
+        # The row's key (``row_keys``: its table's number and its position in the version).
         pa.field("row", pa.int64(), nullable=False),
     ]
 )
