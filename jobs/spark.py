@@ -69,6 +69,8 @@ ProgressCallback = Callable[[str, int, int], None]
 
 logger = logging.getLogger("astra.spark")
 
+LOG4J_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
+
 _MASTER = re.compile(r"^(local(\[(\*|[1-9]\d*)(,[1-9]\d*)?\])?|spark://[^/\s]+|yarn|k8s://\S+)$")
 
 
@@ -140,6 +142,9 @@ class SparkConfig:
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.sql.session.timeZone": "UTC",
             "spark.executorEnv.LANCE_LOG": "error",
+            # The driver JVM starts without Spark's log banners (an extra_conf of the same key
+            # replaces this; under spark-submit the driver is already running and ignores it).
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
         }
         settings.update(dict(self.extra_conf))
         return settings

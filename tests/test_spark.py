@@ -373,3 +373,27 @@ def test_workers_run_the_configured_python_without_pyspark_env_vars() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == sys.executable
+
+
+QUIET_START = """
+from jobs.spark import SparkConfig, SparkSessionFactory
+factory = SparkSessionFactory(SparkConfig(master="local[1]"))
+print(factory().range(5).count())
+factory.stop()
+"""
+
+
+def test_a_session_starts_without_spark_log_banners() -> None:
+    """Spark's default-profile banner, its default shell level line and the native-hadoop
+    warning do not reach a user's terminal on every command."""
+    done = subprocess.run(
+        [sys.executable, "-c", QUIET_START],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "5"
+    for banner in ("default log4j profile", "Setting default log level", "NativeCodeLoader"):
+        assert banner not in done.stderr, done.stderr
