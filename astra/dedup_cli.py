@@ -265,8 +265,9 @@ def pipeline_dedup(
     tables without the dropped rows (history keeps them). A rerun changes nothing."""
     from astra.pipeline import outcome_rows, spark_factory
     from jobs.config import load_config
-    from jobs.dedup.pipeline import dedup_jobs, run_dedup_pipeline
+    from jobs.dedup.pipeline import dedup_jobs
     from jobs.params import ParamsError
+    from jobs.runner import run_jobs
 
     chosen = tuple(part.strip() for part in levels.split(",") if part.strip())
     params = {
@@ -286,11 +287,11 @@ def pipeline_dedup(
     target = Lake(lake)
     try:
         with CountProgress() as progress:
-            outcomes = run_dedup_pipeline(
+            outcomes = run_jobs(
                 target,
                 jobs,
-                factory,
                 seed=settings.seed,
+                spark_factory=factory,
                 on_stage=progress.stage,
                 count_progress=progress,
             )

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from jobs.base import CountProgressFn, Job, JobResult
+from jobs.base import CountProgressFn, Job
 from jobs.config import AstraConfig
 from jobs.environments import BuildEnvironments, EnvParams, QAParams, SynthesizeQA
 from jobs.graph import BuildToolGraph, GraphParams
 from jobs.ingest import IngestCatalog, IngestParams
-from jobs.runner import run_job
+from jobs.runner import StageOutcome, run_jobs
 from jobs.spark import SparkConfig, SparkSessionFactory
 from jobs.stages import BackendParams, SparkStage
 from jobs.trajectories import (
@@ -27,12 +26,6 @@ from jobs.trajectories import (
     TrajectoryParams,
 )
 from lake import Lake
-
-
-@dataclass(frozen=True)
-class StageOutcome:
-    stage: str
-    result: JobResult
 
 
 def outcome_rows(outcomes: Sequence[Any], dropped: str = "dropped") -> list[dict[str, Any]]:
@@ -182,19 +175,15 @@ def run_stages(
     task counts and rows written."""
     owned = factory is None
     session = factory or spark_factory(config)
-    outcomes = []
     try:
-        for job in jobs:
-            if on_stage is not None:
-                on_stage(job.name)
-            result = run_job(
-                lake,
-                job,
-                seed=config.seed,
-                spark_factory=session,
-                count_progress=count_progress,
-            )
-            outcomes.append(StageOutcome(job.name, result))
+        outcomes = run_jobs(
+            lake,
+            jobs,
+            seed=config.seed,
+            spark_factory=session,
+            on_stage=on_stage,
+            count_progress=count_progress,
+        )
     finally:
         if owned:
             session.stop()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jobs.base import (
@@ -63,3 +64,35 @@ def run_job(
         job.run(ctx)
         run.metrics.update({"kept": dict(ctx.kept), "dropped": dict(ctx.dropped)})
     return JobResult(job=job.name, run=run.result, kept=dict(ctx.kept), dropped=dict(ctx.dropped))
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """One job of a pipeline and what its run did."""
+
+    stage: str
+    result: JobResult
+
+
+def run_jobs(
+    lake: Lake,
+    jobs: Sequence[Job],
+    *,
+    seed: int = 0,
+    spark_factory: Callable[[], Any] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+    count_progress: CountProgressFn | None = None,
+) -> list[StageOutcome]:
+    """Run ``jobs`` in order with ``run_job`` (each reads what the ones before it committed).
+
+    ``on_stage(name)`` is called as each job starts; ``count_progress`` gets the jobs' Spark
+    task counts and rows written."""
+    outcomes = []
+    for job in jobs:
+        if on_stage is not None:
+            on_stage(job.name)
+        result = run_job(
+            lake, job, seed=seed, spark_factory=spark_factory, count_progress=count_progress
+        )
+        outcomes.append(StageOutcome(job.name, result))
+    return outcomes

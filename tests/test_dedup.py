@@ -16,7 +16,8 @@ from jobs.dedup.benchmarks import load_items
 from jobs.dedup.jobs import CURATED_TABLES, NearParams
 from jobs.dedup.minhash import jaccard, permutations, shingles, signatures
 from jobs.dedup.normalize import canonical_code, normalize, trajectory_text
-from jobs.dedup.pipeline import dedup_jobs, run_dedup_pipeline
+from jobs.dedup.pipeline import dedup_jobs
+from jobs.runner import run_jobs
 from jobs.spark import SparkConfig, SparkSessionFactory
 from lake import Lake
 from schemas import (
@@ -179,7 +180,7 @@ def curated(
         lake.append(model.TABLE, model.to_arrow([]))
     lake.create_snapshot("raw")
     jobs = dedup_jobs(params={"semantic": {"threshold": 0.8}})
-    outcomes = run_dedup_pipeline(lake, jobs, spark)
+    outcomes = run_jobs(lake, jobs, spark_factory=spark)
     return lake, outcomes
 
 
@@ -284,10 +285,10 @@ def test_rerun_changes_nothing_then_is_reused(
     lake, _ = curated
     before = {t.table: t.version for t in lake.tables()}
     jobs = dedup_jobs(params={"semantic": {"threshold": 0.8}})
-    again = run_dedup_pipeline(lake, jobs, spark)
+    again = run_jobs(lake, jobs, spark_factory=spark)
     assert {t.table: t.version for t in lake.tables()} == before
     assert all(not c.rows_written for o in again for c in o.result.run.commits)
-    third = run_dedup_pipeline(lake, dedup_jobs(params={"semantic": {"threshold": 0.8}}), spark)
+    third = run_jobs(lake, dedup_jobs(params={"semantic": {"threshold": 0.8}}), spark_factory=spark)
     assert all(o.result.reused for o in third)
 
 
