@@ -45,13 +45,6 @@ if TYPE_CHECKING:
 
     from lake import TableView
 
-BUCKET_SCHEMA = pa.schema(
-    [
-        pa.field("bucket", pa.int64(), nullable=False),
-        # The row's key (``row_keys``: its table's number and its position in the version).
-        pa.field("row", pa.int64(), nullable=False),
-    ]
-)
 BLOCK_SCHEMA = pa.schema(
     [
         # The shuffle partition's label (``partition_labels``).
@@ -105,9 +98,10 @@ def row_keys(source: int, positions: np.ndarray) -> np.ndarray:
 
 def bucket_rows(
     table: str, batch: pa.RecordBatch | pa.Table, settings: MinHashSettings, source: int
-) -> pa.Table:
-    """One ``(bucket, row)`` pair per band of every row of ``batch`` (its key columns and
-    ``POSITION``) with any text; ``source`` is the table's number in the plan."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(buckets, rows)``: one int64 pair per band of every row of ``batch`` (its key columns
+    and ``POSITION``) with any text, the row as its key (``row_keys``; ``source`` is the
+    table's number in the plan)."""
     rows = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     keys = tokenizable(table, normalized_keys(table, rows))
     sets = shingles(keys, settings.ngram)
@@ -117,10 +111,7 @@ def bucket_rows(
     keep = np.flatnonzero(sets.sizes > 0)
     owner = np.repeat(keep, settings.bands)
     buckets = (bands[keep].reshape(-1).view(np.uint64) ^ _salt(table)).view(np.int64)
-    positions = rows[POSITION].to_numpy()
-    return pa.Table.from_arrays(
-        [pa.array(buckets), pa.array(row_keys(source, positions)[owner])], schema=BUCKET_SCHEMA
-    )
+    return buckets, row_keys(source, rows[POSITION].to_numpy())[owner]
 
 
 def partition_labels(spark: SparkSession, partitions: int) -> list[int]:
@@ -176,20 +167,18 @@ def _bucket_partition(
     settings: MinHashSettings,
     labels: list[int],
 ) -> Iterator[pa.RecordBatch]:
-    held: list[pa.Table] = []
+    held: list[tuple[np.ndarray, np.ndarray]] = []
     count = 0
     for batch in batches:
         if not batch.num_rows:
             continue
         held.append(bucket_rows(table, batch, settings, source))
-        count += held[-1].num_rows
+        count += len(held[-1][0])
         if count >= BLOCK_PAIRS:
-            pairs = pa.concat_tables(held)
-            yield _blocks(pairs["bucket"].to_numpy(), pairs["row"].to_numpy(), labels)
+            yield _blocks(*(np.concatenate(part) for part in zip(*held, strict=True)), labels)
             held, count = [], 0
     if count:
-        pairs = pa.concat_tables(held)
-        yield _blocks(pairs["bucket"].to_numpy(), pairs["row"].to_numpy(), labels)
+        yield _blocks(*(np.concatenate(part) for part in zip(*held, strict=True)), labels)
 
 
 def candidate_pairs(buckets: np.ndarray, rows: np.ndarray, max_bucket: int) -> np.ndarray:
@@ -252,10 +241,20 @@ def distinct_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _pair_partition(
     batches: Iterator[pa.RecordBatch], *, max_bucket: int
 ) -> Iterator[pa.RecordBatch]:
-    blocks = [block for batch in batches for block in batch.column("pairs").to_pylist()]
-    if not blocks:
+    # Each batch's blocks lie back to back in its binary column's data buffer: read them in
+    # place (no Python bytes per block).
+    parts = []
+    for batch in batches:
+        column = batch.column("pairs")
+        if not len(column):
+            continue
+        ends = np.frombuffer(column.buffers()[1], dtype=np.int32)
+        first, last = int(ends[column.offset]), int(ends[column.offset + len(column)])
+        data = column.buffers()[2]
+        parts.append(np.frombuffer(data, dtype="<i8", count=(last - first) // 8, offset=first))
+    if not parts:
         return
-    pairs = np.frombuffer(b"".join(blocks), dtype="<i8").reshape(-1, 2)
+    pairs = np.concatenate(parts).reshape(-1, 2)
     found = candidate_pairs(pairs[:, 0].copy(), pairs[:, 1].copy(), max_bucket)
     if len(found):
         yield pa.RecordBatch.from_arrays(
