@@ -4,6 +4,15 @@ A job names its input and output tables, has a frozen ``Params`` dataclass and o
 It reads inputs pinned at the versions its run recorded, writes only its declared outputs,
 and counts what it kept and dropped, by reason, through the context. Where it runs (in
 process, or on Spark) is the runner's business, not the job's.
+
+No silent empty output: a data output that gets no rows although every input had some is
+reported by the runner (``JobResult.empty``, the run's ``metrics["empty"]``), and pipelines
+stop there. The rule for which outputs must get rows lives in :meth:`Job.required_outputs`:
+every declared output except the side tables (:data:`SIDE_TABLES`) and those a job lists in
+``may_be_empty`` because writing nothing is a correct answer for them (a dedup level that
+finds no copies). A job that knows why it wrote nothing says so with
+:meth:`JobContext.explain_empty`; otherwise the reason is built from its input row counts and
+what it dropped.
 """
 
 from __future__ import annotations
@@ -32,6 +41,11 @@ def no_progress(items: Iterable[T], total: int | None, description: str) -> Iter
     return items
 
 
+SIDE_TABLES: frozenset[str] = frozenset({"llm_calls", "rejects"})
+"""Outputs that record how a job worked, not what it made: never required to get rows (an
+offline stage makes no LLM calls; a clean input has no rejects)."""
+
+
 @dataclass(frozen=True)
 class NoParams:
     """A job without parameters."""
@@ -39,13 +53,18 @@ class NoParams:
 
 class Job(ABC):
     """Subclasses set ``name``, ``version`` (bump it when the output for the same input changes),
-    ``inputs``, ``outputs`` and ``Params``, and implement ``run``."""
+    ``inputs``, ``outputs`` and ``Params``, and implement ``run``.
+
+    ``may_be_empty`` lists the data outputs for which no rows is a correct result (dedup
+    clusters when nothing repeats); every other output that is not a side table must get
+    rows whenever every input has some, or the run is reported as empty."""
 
     name: ClassVar[str]
     version: ClassVar[str]
     description: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]]
+    may_be_empty: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type] = NoParams
 
     def __init__(self, params: Any) -> None:
@@ -67,6 +86,12 @@ class Job(ABC):
     def code_version(cls) -> str:
         return f"{cls.name}@{cls.version}"
 
+    @classmethod
+    def required_outputs(cls) -> tuple[str, ...]:
+        """The outputs that must get rows when every input has rows: all declared outputs
+        but the side tables (:data:`SIDE_TABLES`) and ``may_be_empty``."""
+        return tuple(t for t in cls.outputs if t not in SIDE_TABLES and t not in cls.may_be_empty)
+
 
 @dataclass
 class JobContext:
@@ -81,6 +106,7 @@ class JobContext:
     spark_factory: Callable[[], Any] | None = None
     kept: Counter[str] = field(default_factory=Counter)
     dropped: Counter[str] = field(default_factory=Counter)
+    empty_reasons: dict[str, str] = field(default_factory=dict)
     _spark: Any = None
 
     @property
@@ -133,16 +159,36 @@ class JobContext:
         self.run.quarantine(table, payload, reason, source)
         self.dropped[reason.split(":", 1)[0]] += 1
 
+    def explain_empty(self, table: str, reason: str) -> None:
+        """Say why ``table`` (a declared output) may get no rows, in words a user can act on,
+        e.g. ``ctx.explain_empty("tool_edges", "0 of 429 tools have an output schema")``.
+
+        Call it where the job learns the reason (before or after writing; in a Spark stage,
+        on the driver, e.g. after ``finish`` returned 0). If the table does get no rows, this
+        reason is reported instead of the generic one built from input row counts and drops;
+        if it gets rows, the reason is ignored. A later call for the same table replaces it.
+        """
+        self._check_output(table)
+        if not reason.strip():
+            raise ValueError(f"{self.job.name}: explain_empty({table!r}) needs a reason")
+        self.empty_reasons[table] = reason.strip()
+
     def track(self, items: Iterable[T], total: int | None, description: str) -> Iterator[T]:
         yield from self.progress(items, total, description)
 
 
 @dataclass(frozen=True)
 class JobResult:
+    """What ``run_job`` did: the run, rows kept per table and dropped per reason, and
+    ``empty``: each required output that got no rows although every input had rows, with
+    the reason (the job's own, else one built from its inputs and drops). A reused run has
+    nothing in ``kept``, ``dropped`` or ``empty``; what it recorded is in ``run.metrics``."""
+
     job: str
     run: RunResult
     kept: dict[str, int]
     dropped: dict[str, int]
+    empty: dict[str, str] = field(default_factory=dict)
 
     @property
     def reused(self) -> bool:
@@ -154,6 +200,7 @@ def params_dict(params: Any) -> dict[str, Any]:
 
 
 __all__ = [
+    "SIDE_TABLES",
     "CountProgressFn",
     "Job",
     "JobContext",

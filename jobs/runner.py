@@ -1,8 +1,18 @@
-"""Runs a job against a lake: pins its inputs, records the run, commits its outputs."""
+"""Runs a job against a lake: pins its inputs, records the run, commits its outputs.
+
+After a job runs (not when an identical run is reused), every required output
+(:meth:`jobs.base.Job.required_outputs`) that got no rows although every input had rows is
+reported in ``JobResult.empty`` and in the run's ``metrics["empty"]``. A job with no inputs
+(ingest) reads a source instead, so any required output it leaves without rows is empty.
+An input that is itself empty excuses the job: the stage that emptied it was reported.
+``run_jobs`` stops a pipeline after the first stage with an empty output (found now, or
+recorded by the earlier run a stage reuses) unless told ``allow_empty``; the empty stage's
+commit stays, as it is the truth about its inputs.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +72,48 @@ def run_job(
     )
     with run:
         job.run(ctx)
+        empty = empty_outputs(job, ctx)
         run.metrics.update({"kept": dict(ctx.kept), "dropped": dict(ctx.dropped)})
-    return JobResult(job=job.name, run=run.result, kept=dict(ctx.kept), dropped=dict(ctx.dropped))
+        if empty:
+            run.metrics["empty"] = empty
+    return JobResult(
+        job=job.name,
+        run=run.result,
+        kept=dict(ctx.kept),
+        dropped=dict(ctx.dropped),
+        empty=empty,
+    )
+
+
+def empty_outputs(job: Job, ctx: JobContext) -> dict[str, str]:
+    """``{table: reason}`` for each required output of ``job`` that got no rows in this run
+    although every input had rows (row counts from the pinned views' metadata)."""
+    missing = [t for t in job.required_outputs() if not ctx.kept.get(t)]
+    if not missing:
+        return {}
+    counts = {table: view.count_rows() for table, view in ctx.inputs.items()}
+    if not all(counts.values()):
+        return {}
+    return {t: ctx.empty_reasons.get(t) or generic_reason(counts, ctx.dropped) for t in missing}
+
+
+def generic_reason(inputs: Mapping[str, int], dropped: Mapping[str, int]) -> str:
+    """Why an output got no rows, from what the job read and what it counted as dropped.
+
+    >>> generic_reason({"tools": 3, "chains": 120}, {"task_below_threshold": 120})
+    'its inputs had rows (tools: 3, chains: 120); dropped: task_below_threshold: 120'
+    >>> generic_reason({}, {})
+    'nothing in its source became a row and nothing was counted as dropped'
+    """
+    read = (
+        "its inputs had rows (" + ", ".join(f"{t}: {n}" for t, n in inputs.items()) + ")"
+        if inputs
+        else "nothing in its source became a row"
+    )
+    drops = [f"{reason}: {n}" for reason, n in sorted(dropped.items()) if n]
+    if not drops:
+        return f"{read} and nothing was counted as dropped"
+    return f"{read}; dropped: " + ", ".join(drops)
 
 
 @dataclass(frozen=True)
@@ -72,6 +122,34 @@ class StageOutcome:
 
     stage: str
     result: JobResult
+
+    @property
+    def empty(self) -> dict[str, str]:
+        """``{table: reason}`` for the outputs this stage left empty: found by its run, or,
+        when it reused an identical earlier run, what that run recorded (the rows are the
+        same, so a rerun stops where the first run stopped)."""
+        if self.result.reused:
+            return dict(self.result.run.metrics.get("empty") or {})
+        return self.result.empty
+
+    def empty_message(self) -> str:
+        """``"STAGE wrote no TABLE: REASON"`` for each empty output, joined by ``"; "``."""
+        reused = f" (reused run {self.result.run.run_id})" if self.result.reused else ""
+        return "; ".join(
+            f"{self.stage} wrote no {table}{reused}: {reason}"
+            for table, reason in self.empty.items()
+        )
+
+
+class EmptyOutputError(Exception):
+    """A pipeline stage wrote no rows to a required output although its inputs had rows.
+
+    ``outcomes`` holds every stage that ran, the empty one last (its commit stays)."""
+
+    def __init__(self, outcomes: Sequence[StageOutcome]) -> None:
+        self.outcomes = list(outcomes)
+        self.stage = self.outcomes[-1]
+        super().__init__(self.stage.empty_message())
 
 
 def run_jobs(
@@ -82,11 +160,15 @@ def run_jobs(
     spark_factory: Callable[[], Any] | None = None,
     on_stage: Callable[[str], None] | None = None,
     count_progress: CountProgressFn | None = None,
+    allow_empty: bool = False,
 ) -> list[StageOutcome]:
     """Run ``jobs`` in order with ``run_job`` (each reads what the ones before it committed).
 
     ``on_stage(name)`` is called as each job starts; ``count_progress`` gets the jobs' Spark
-    task counts and rows written."""
+    task counts and rows written. A stage that leaves a required output empty although its
+    inputs had rows raises :class:`EmptyOutputError` after its commit, so no later stage runs;
+    so does a stage that reuses such a run (see :attr:`StageOutcome.empty`). With
+    ``allow_empty`` every stage runs and the reasons stay in each outcome's ``empty``."""
     outcomes = []
     for job in jobs:
         if on_stage is not None:
@@ -95,4 +177,6 @@ def run_jobs(
             lake, job, seed=seed, spark_factory=spark_factory, count_progress=count_progress
         )
         outcomes.append(StageOutcome(job.name, result))
+        if outcomes[-1].empty and not allow_empty:
+            raise EmptyOutputError(outcomes)
     return outcomes

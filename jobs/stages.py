@@ -7,6 +7,12 @@ and calls a plain Python function per server on the executors; that function see
 schema models sorted by id (so the output does not depend on shuffle order) and returns output
 models. Counters (dropped rows by reason) and LLM call records come back to the driver through
 Spark accumulators.
+
+A stage whose output may come out empty says why on the driver, where it has the context:
+``finish`` returns the rows written, so ``if not self.finish(ctx, table, result):
+ctx.explain_empty(table, "...")`` (see :meth:`jobs.base.JobContext.explain_empty`). Without
+an explanation, the reasons the per-server functions counted in ``group.dropped`` make the
+generic one.
 """
 
 from __future__ import annotations
@@ -249,7 +255,9 @@ class SparkStage(Job):
             return frame
         return frame.join(servers_of.select("server_id").distinct(), "server_id", "left_semi")
 
-    def finish(self, ctx: JobContext, table: str, result: StageResult) -> None:
+    def finish(self, ctx: JobContext, table: str, result: StageResult) -> int:
+        """Write ``result`` as the new ``table``, count its drops and LLM calls; the rows
+        written (0: explain why with ``ctx.explain_empty(table, reason)``)."""
         # A stage derives its whole output table from its whole inputs: it replaces the table
         # (earlier versions stay in history and in snapshots).
         summary = write_table(
@@ -268,3 +276,4 @@ class SparkStage(Job):
         calls = [LLMCall.model_validate(c) for c in result.calls.value]
         if calls:
             ctx.append("llm_calls", LLMCall.to_arrow(calls))
+        return summary.rows

@@ -18,6 +18,9 @@ dropped:
 ``astra pipeline dedup`` runs exact, curate, near, curate, semantic, curate, decontaminate,
 curate, so each level sees only what the previous one kept, and a group of copies always keeps
 one row. Run again, the levels find nothing in the curated tables and curate writes nothing.
+Neither is an empty output in the runner's sense (``may_be_empty``): a level that finds no
+copies and a curate with nothing to drop are correct answers, so the dedup pipeline is never
+stopped for writing no rows.
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ class DedupExact(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = DEDUP_TABLES
     outputs: ClassVar[tuple[str, ...]] = (CLUSTERS,)
+    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no copies found is an answer
     Params: ClassVar[type] = ExactParams
 
     def run(self, ctx: JobContext) -> None:
@@ -185,6 +189,7 @@ class DedupNear(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = DEDUP_TABLES
     outputs: ClassVar[tuple[str, ...]] = (CLUSTERS,)
+    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no copies found is an answer
     Params: ClassVar[type] = NearParams
 
     def run(self, ctx: JobContext) -> None:
@@ -248,6 +253,7 @@ class DedupSemantic(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = DEDUP_TABLES
     outputs: ClassVar[tuple[str, ...]] = (CLUSTERS,)
+    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no copies found is an answer
     Params: ClassVar[type] = SemanticParams
 
     def run(self, ctx: JobContext) -> None:
@@ -297,6 +303,7 @@ class Decontaminate(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = DEDUP_TABLES
     outputs: ClassVar[tuple[str, ...]] = (CLUSTERS,)
+    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no copies found is an answer
     Params: ClassVar[type] = DecontamParams
 
     def fingerprint(self) -> str:
@@ -381,6 +388,8 @@ class Curate(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = (CLUSTERS, *CURATED_TABLES)
     outputs: ClassVar[tuple[str, ...]] = CURATED_TABLES
+    # It writes only the tables it drops rows from; the others keep their version.
+    may_be_empty: ClassVar[tuple[str, ...]] = CURATED_TABLES
 
     def run(self, ctx: JobContext) -> None:
         clusters = (
