@@ -2,61 +2,76 @@
 
 Every converter takes one parsed document and returns a :class:`Converted`: the servers and
 tools that normalised, and a :class:`Rejection` (table, payload, ``code: detail`` reason,
-where) for every entry that did not. Nothing is dropped silently. The formats and their rules:
+where) for every entry that did not. Nothing is dropped silently. Each tool then goes through
+one gate, :func:`schemas.tools.tool_from_function`, whose module docstring has the rules every
+format shares: what is kept (untyped sub-schemas as "any value", local ``$ref``s inlined,
+combinator output schemas, names aliased to ``^[A-Za-z0-9_-]{1,64}$`` with ``original_name``
+kept, short or missing descriptions marked in ``description_quality``) and what is rejected
+(``unconvertible_tool``: parameters that are not an object schema, unknown type names,
+sub-schemas that are not schemas; ``text_too_large``: a description or schema over
+``Origin.max_text_bytes``). The formats and their own rules:
 
 ``mcp``
     ASTRA's server list: ``{"catalog": NAME, "servers": [{"server_info": {...}, "tools": [...]}]}``
-    with MCP tools (``inputSchema``, ``outputSchema``).
+    with MCP tools (``inputSchema``, ``outputSchema``). A server entry without ``server_info``,
+    its ``name`` or a ``tools`` list is rejected (``unconvertible_server``).
 ``openai``
     A list of ``{"type": "function", "function": {...}}`` entries (or bare function objects), or
     ``{"tools": [...]}``. One server per document, named after the file (or a given name).
     (BFCL and ToolUniverse files also yield one server per file.)
 ``openapi``
     An OpenAPI 3.x spec. Each operation becomes a tool: its name is the ``operationId`` (or
-    method and path) sanitised to ``^[A-Za-z0-9_-]{1,64}$`` and made unique within the spec; its
-    description is the summary and description; its parameters are the path, query and header
-    parameters (cookie parameters are not tool arguments) plus the request body (an object
-    body's properties are flattened beside them, ``body_``-prefixed on a name clash, and are
-    required only when the body is; any other body is one ``body`` argument); its output
-    schema is the JSON schema of the 200 (else 201) response, or None. Local ``$ref``s are
-    inlined; a reference that recurses is cut to a shallow copy of its target marked with a
-    ``$comment``; an unknown or external ``$ref`` rejects the operation. A schema without a
-    ``type`` gets ``object`` when it has ``properties`` and ``array`` when it has ``items``,
-    and is rejected otherwise. The server is the spec's ``info`` (title, description); its
-    domain is the first ``x-apisguru-categories`` entry when present.
+    method and path) sanitised to ``^[A-Za-z0-9_-]{1,64}$`` (other characters become ``_``, cut
+    to 64) and made unique within the spec, with the ``operationId`` kept as ``original_name``
+    when it was not already valid; its description is the summary and description; its
+    parameters are the path, query and header parameters (cookie parameters are not tool
+    arguments) plus the request body (an object body's properties are flattened beside them,
+    ``body_``-prefixed on a name clash, and are required only when the body is; any other body
+    is one ``body`` argument); its output schema is the JSON schema of the 200 (else 201)
+    response, or None. Local ``$ref``s are inlined by :class:`schemas.jsonschema.RefResolver`:
+    a reference that recurses is cut to a shallow copy of its target marked with a
+    ``$comment``; a schema reference that cannot be resolved (unknown, or in another file)
+    becomes an untyped schema with a ``$comment``; a parameter, request body or response
+    reference that cannot be resolved rejects the operation. A schema without a ``type`` gets
+    ``object`` when it has ``properties`` and ``array`` when it has ``items``, and is left
+    untyped (any JSON value) otherwise. The server is the spec's ``info`` (title,
+    description); its domain is the first ``x-apisguru-categories`` entry when present.
 ``bfcl``
     Berkeley Function Calling Leaderboard function docs: JSON lines (or a JSON list) of
     ``{"name", "description", "parameters", "response"?}`` with BFCL's type names mapped to JSON
     schema (``dict``→object, ``float``→number, ``tuple``→array, ``any``→every JSON type, the
     Java and JavaScript names likewise; a list of ``items`` becomes ``prefixItems``).
-    ``response`` becomes the output schema.
+    ``response`` becomes the output schema. BFCL's dotted names (``math.sum``) get aliases.
 ``tooluniverse``
     A ToolUniverse tool file: a JSON list of ``{"name", "type", "description", "parameter",
     "return_schema"}``; ``return_schema`` becomes the output schema. One server per file.
 
-A server whose every tool was rejected is rejected too (``no_valid_tools``).
+Aliases are unique within their server: the server's valid names are taken first, then each
+alias in file order. A server whose every tool was rejected is rejected too
+(``no_valid_tools``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
-from urllib.parse import unquote
 
 import yaml
 
+from schemas.jsonschema import RefResolver, SchemaConversionError
 from schemas.tools import (
+    DEFAULT_MAX_TEXT_BYTES,
     FUNCTION_NAME,
-    SchemaConversionError,
     Tool,
     ToolServer,
+    sanitize_function_name,
     server_from_mcp,
     tool_from_function,
     tool_from_mcp,
     tool_from_openai,
+    unique_name,
 )
 
 Format = Literal["mcp", "openai", "openapi", "bfcl", "tooluniverse"]
@@ -66,14 +81,6 @@ DEFAULT_DOMAIN = "general"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PARAMETER_LOCATIONS = ("path", "query", "header")
 SUCCESS_CODES = ("200", "201")
-MAX_REF_DEPTH = 6
-"""Nested ``$ref`` expansions deeper than this are cut (see :class:`RefResolver`)."""
-MAX_SCHEMA_NODES = 120
-"""Schema objects one operation's inlined schemas may hold before further ``$ref``s are cut."""
-SUBSCHEMA_KEYS = frozenset(
-    {"items", "additionalProperties", "not", "contains", "allOf", "anyOf", "oneOf", "prefixItems"}
-)
-
 ALL_JSON_TYPES = ["string", "number", "integer", "boolean", "array", "object", "null"]
 BFCL_TYPES: dict[str, str | None] = {
     "integer": "integer",
@@ -103,8 +110,11 @@ BFCL_TYPES: dict[str, str | None] = {
     "String": "string",
     "Bigint": "integer",
     "null": "null",
+    "Boolean": "boolean",
+    "Set": "array",
 }
-"""BFCL's type names (bfcl_eval.constants.type_mappings) to JSON-schema types; None is 'any'."""
+"""BFCL's type names (bfcl_eval.constants.type_mappings: GORILLA_TO_OPENAPI and the Java and
+JavaScript conversions) to JSON-schema types; None is 'any'."""
 
 
 class DocumentError(ValueError):
@@ -147,6 +157,9 @@ class Origin:
     domain: str | None = None
     """Overrides the domain every format would otherwise derive."""
     run_id: str | None = None
+    max_text_bytes: int | None = DEFAULT_MAX_TEXT_BYTES
+    """A tool whose description or schema is larger is rejected (``text_too_large``); None
+    for no limit."""
 
 
 # -- parsing and detection -------------------------------------------------------------------
@@ -285,22 +298,46 @@ def _simple_server(
     )
 
 
+def _entry_name(raw: Any) -> Any:
+    """The name an entry gives its tool (an OpenAI entry's function name), if any."""
+    if not isinstance(raw, dict):
+        return None
+    function = raw.get("function")
+    return (function if isinstance(function, dict) else raw).get("name")
+
+
+def _convert_tools(
+    out: Converted,
+    server: ToolServer,
+    entries: list[Any],
+    convert: Callable[[ToolServer, Any, set[str]], Tool],
+    where: str,
+) -> list[Tool]:
+    """Convert a server's entries; rejections go to ``out``. Aliases are made unique among the
+    server's valid names first, so they do not depend on where those stand in the file."""
+    taken = {
+        name
+        for name in map(_entry_name, entries)
+        if isinstance(name, str) and FUNCTION_NAME.match(name)
+    }
+    tools: list[Tool] = []
+    for index, raw in enumerate(entries):
+        try:
+            tools.append(convert(server, raw, taken))
+        except SchemaConversionError as exc:
+            out.rejected.append(Rejection("tools", raw, f"{exc.code}: {exc}", f"{where}[{index}]"))
+    return tools
+
+
 def _convert_list(
     origin: Origin,
     entries: list[Any],
     server: ToolServer,
-    convert: Callable[[ToolServer, Any], Tool],
+    convert: Callable[[ToolServer, Any, set[str]], Tool],
     payload: Any,
 ) -> Converted:
     out = Converted()
-    tools: list[Tool] = []
-    for index, raw in enumerate(entries):
-        try:
-            tools.append(convert(server, raw))
-        except SchemaConversionError as exc:
-            out.rejected.append(
-                Rejection("tools", raw, f"unconvertible_tool: {exc}", f"{origin.where}[{index}]")
-            )
+    tools = _convert_tools(out, server, entries, convert, origin.where)
     _finish_server(out, server, tools, payload, origin.where, len(entries))
     return out
 
@@ -327,16 +364,15 @@ def convert_mcp(document: Any, origin: Origin) -> Converted:
             continue
         if origin.domain:
             server = server.model_copy(update={"domain": origin.domain})
-        tools: list[Tool] = []
-        for tool_index, raw in enumerate(entry["tools"]):
-            try:
-                tools.append(tool_from_mcp(server, raw, run_id=origin.run_id))
-            except SchemaConversionError as exc:
-                out.rejected.append(
-                    Rejection(
-                        "tools", raw, f"unconvertible_tool: {exc}", f"{where}.tools[{tool_index}]"
-                    )
-                )
+        tools = _convert_tools(
+            out,
+            server,
+            entry["tools"],
+            lambda srv, raw, taken: tool_from_mcp(
+                srv, raw, origin.run_id, taken, origin.max_text_bytes
+            ),
+            f"{where}.tools",
+        )
         _finish_server(out, server, tools, entry, where, len(entry["tools"]))
     return out
 
@@ -351,7 +387,9 @@ def convert_openai(document: Any, origin: Origin) -> Converted:
         origin,
         entries,
         server,
-        lambda srv, raw: tool_from_openai(srv, raw, run_id=origin.run_id),
+        lambda srv, raw, taken: tool_from_openai(
+            srv, raw, origin.run_id, taken, origin.max_text_bytes
+        ),
         {"name": name, "tools": len(entries)},
     )
 
@@ -360,7 +398,8 @@ def convert_openai(document: Any, origin: Origin) -> Converted:
 
 
 def bfcl_schema(schema: Any) -> Any:
-    """Map BFCL's type names to JSON schema, recursively; unknown names are left to be rejected.
+    """Map BFCL's type names to JSON schema, recursively. An empty type name is dropped (the
+    schema accepts any value); unknown names are left to be rejected.
 
     >>> bfcl_schema({"type": "dict", "properties": {"x": {"type": "float"},
     ...              "p": {"type": "tuple", "items": {"type": "integer"}}}})
@@ -374,6 +413,8 @@ def bfcl_schema(schema: Any) -> Any:
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key == "type":
+            if value == "":
+                continue
             kinds = value if isinstance(value, list) else [value]
             if any(isinstance(k, str) and k in BFCL_TYPES and BFCL_TYPES[k] is None for k in kinds):
                 out["type"] = list(ALL_JSON_TYPES)
@@ -398,7 +439,7 @@ def convert_bfcl(document: Any, origin: Origin) -> Converted:
     name = origin.server_name or origin.name
     server = _simple_server(origin, name, name, "", DEFAULT_DOMAIN, len(entries))
 
-    def convert(srv: ToolServer, raw: Any) -> Tool:
+    def convert(srv: ToolServer, raw: Any, taken: set[str]) -> Tool:
         if not isinstance(raw, dict):
             raise SchemaConversionError(f"function doc is not an object: {raw!r:.80}")
         response = raw.get("response")
@@ -410,6 +451,8 @@ def convert_bfcl(document: Any, origin: Origin) -> Converted:
             output_schema=bfcl_schema(response) if response else None,
             source_format="bfcl",
             run_id=origin.run_id,
+            taken=taken,
+            max_text_bytes=origin.max_text_bytes,
         )
 
     return _convert_list(origin, entries, server, convert, {"name": name})
@@ -424,7 +467,7 @@ def convert_tooluniverse(document: Any, origin: Origin) -> Converted:
     name = origin.server_name or origin.name
     server = _simple_server(origin, name, name.replace("_", " "), "", DEFAULT_DOMAIN, len(document))
 
-    def convert(srv: ToolServer, raw: Any) -> Tool:
+    def convert(srv: ToolServer, raw: Any, taken: set[str]) -> Tool:
         if not isinstance(raw, dict):
             raise SchemaConversionError(f"tool entry is not an object: {raw!r:.80}")
         return tool_from_function(
@@ -435,158 +478,14 @@ def convert_tooluniverse(document: Any, origin: Origin) -> Converted:
             output_schema=raw.get("return_schema") or None,
             source_format="tooluniverse",
             run_id=origin.run_id,
+            taken=taken,
+            max_text_bytes=origin.max_text_bytes,
         )
 
     return _convert_list(origin, document, server, convert, {"name": name})
 
 
 # -- openapi ------------------------------------------------------------------------------------
-
-
-class RefResolver:
-    """Inlines local ``$ref``s of one OpenAPI document, with a recursion guard and a size budget.
-
-    A reference already being expanded (recursion), nested deeper than ``MAX_REF_DEPTH``, or
-    that would take one operation's inlined schemas past ``MAX_SCHEMA_NODES`` schema objects
-    is cut: it becomes a shallow copy of its target (type, title, description) with a
-    ``$comment``.
-
-    >>> spec = {"components": {"schemas": {"Node": {"type": "object", "properties": {
-    ...     "next": {"$ref": "#/components/schemas/Node"}}}}}}
-    >>> RefResolver(spec).schema({"$ref": "#/components/schemas/Node"})["properties"]["next"]
-    {'type': 'object', '$comment': 'recursive $ref #/components/schemas/Node not expanded'}
-    """
-
-    def __init__(self, root: Any) -> None:
-        self.root = root
-        self._cache: dict[str, tuple[Any, int]] = {}
-        self._used = 0
-
-    def lookup(self, ref: str) -> Any:
-        if not ref.startswith("#"):
-            raise SchemaConversionError(f"external $ref {ref!r} is not supported")
-        node = self.root
-        for part in ref.removeprefix("#").strip("/").split("/") if ref != "#" else []:
-            key = unquote(part).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                raise SchemaConversionError(f"unknown $ref {ref!r}")
-        return node
-
-    def deref(self, node: Any) -> Any:
-        """Follow a ``$ref`` object (a parameter, request body or response) to its target."""
-        seen: set[str] = set()
-        while isinstance(node, dict) and isinstance(node.get("$ref"), str):
-            ref = node["$ref"]
-            if ref in seen:
-                raise SchemaConversionError(f"$ref {ref!r} refers to itself")
-            seen.add(ref)
-            node = self.lookup(ref)
-        return node
-
-    def begin(self) -> None:
-        """Start a new size budget (one per operation: its parameters, body and response)."""
-        self._used = 0
-
-    def schema(self, node: Any) -> Any:
-        """``node`` with every ``$ref`` inlined and missing object/array types filled in."""
-        result, _ = self._schema(node, ())
-        return result
-
-    def _schema(self, node: Any, stack: tuple[str, ...]) -> tuple[Any, bool]:
-        """The inlined schema, and whether a reference inside it was cut."""
-        if isinstance(node, list):
-            parts = [self._schema(v, stack) for v in node]
-            return [v for v, _ in parts], any(c for _, c in parts)
-        if not isinstance(node, dict):
-            return node, False
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            target = self.lookup(ref)
-            if ref in stack:
-                return _cut(target, f"recursive $ref {ref} not expanded"), True
-            if len(stack) >= MAX_REF_DEPTH or self._used >= MAX_SCHEMA_NODES:
-                return _cut(target, f"$ref {ref} not expanded (size limit)"), True
-            cached = self._cache.get(ref)
-            if cached is not None and self._used + cached[1] <= MAX_SCHEMA_NODES:
-                inlined, cut = cached[0], False
-                self._used += cached[1]
-            else:
-                before = self._used
-                inlined, cut = self._schema(target, (*stack, ref))
-                if not cut:
-                    self._cache[ref] = (inlined, self._used - before)
-            siblings = {k: v for k, v in node.items() if k != "$ref"}
-            if siblings and isinstance(inlined, dict):
-                extra, extra_cut = self._schema(siblings, stack)
-                return {**inlined, **extra}, cut or extra_cut
-            return inlined, cut
-        self._used += 1
-        out: dict[str, Any] = {}
-        cut = False
-        for key, value in node.items():
-            if key in ("properties", "patternProperties") and isinstance(value, dict):
-                props: dict[str, Any] = {}
-                for name, sub in value.items():
-                    props[name], sub_cut = self._schema(sub, stack)
-                    cut = cut or sub_cut
-                out[key] = props
-            elif key in SUBSCHEMA_KEYS:
-                out[key], sub_cut = self._schema(value, stack)
-                cut = cut or sub_cut
-            else:
-                out[key] = value
-        _fill_type(out)
-        return out, cut
-
-
-def _fill_type(schema: dict[str, Any]) -> None:
-    if "type" not in schema:
-        if "properties" in schema:
-            schema["type"] = "object"
-        elif "items" in schema:
-            schema["type"] = "array"
-
-
-def _cut(target: Any, comment: str) -> dict[str, Any]:
-    """A reference not expanded: the target's type, title and description, and why."""
-    fields = ("type", "title", "description")
-    shallow = {k: target[k] for k in fields if isinstance(target, dict) and k in target}
-    if "type" not in shallow:
-        shallow["type"] = "array" if isinstance(target, dict) and "items" in target else "object"
-    shallow["$comment"] = comment
-    return shallow
-
-
-_NOT_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def sanitize_function_name(raw: str) -> str:
-    """Turn an operationId or ``method path`` into a valid function name (may be empty).
-
-    >>> sanitize_function_name("get /mapping/values/{key}")
-    'get_mapping_values_key'
-    """
-    name = _NOT_NAME_CHARS.sub("_", raw).strip("_")
-    return re.sub(r"_{2,}", "_", name)[:64]
-
-
-def unique_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``name_2``, ``name_3``... (kept within 64 characters) if already taken.
-
-    >>> unique_name("f", {"f", "f_2"})
-    'f_3'
-    """
-    candidate, n = name, 1
-    while candidate in taken:
-        n += 1
-        suffix = f"_{n}"
-        candidate = name[: 64 - len(suffix)] + suffix
-    taken.add(candidate)
-    return candidate
 
 
 def _pick_media(content: Any) -> Any:
@@ -747,6 +646,11 @@ def convert_openapi(document: Any, origin: Origin) -> Converted:
             if summary and detail and detail != summary
             else summary or detail
         )
+        original = (
+            operation_id
+            if isinstance(operation_id, str) and not FUNCTION_NAME.match(operation_id)
+            else None
+        )
         try:
             tools.append(
                 tool_from_function(
@@ -757,10 +661,12 @@ def convert_openapi(document: Any, origin: Origin) -> Converted:
                     output_schema=_response_schema(resolver, operation),
                     source_format="openapi",
                     run_id=origin.run_id,
+                    original_name=original,
+                    max_text_bytes=origin.max_text_bytes,
                 )
             )
         except SchemaConversionError as exc:
-            out.rejected.append(Rejection("tools", operation, f"unconvertible_tool: {exc}", where))
+            out.rejected.append(Rejection("tools", operation, f"{exc.code}: {exc}", where))
         except RecursionError:
             out.rejected.append(
                 Rejection("tools", operation, "unconvertible_tool: schema nests too deeply", where)

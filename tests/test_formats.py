@@ -194,6 +194,16 @@ MALFORMED = {
                 },
                 "responses": {},
             },
+            "put": {
+                "summary": "Replace an item with a missing parameter",
+                "parameters": [{"$ref": "#/components/parameters/Nope"}],
+                "responses": {},
+            },
+            "head": {
+                "summary": "Check an item with a misspelt type",
+                "parameters": [{"name": "depth", "in": "query", "schema": {"type": "strng"}}],
+                "responses": {},
+            },
         },
     },
 }
@@ -205,17 +215,34 @@ def test_malformed_openapi_operations_are_quarantined_with_reasons(
     path = tmp_path / "broken-shop.yaml"
     path.write_text(yaml.safe_dump(MALFORMED))
     result = ingest(lake, path)
-    assert result.kept == {"tool_servers": 1, "tools": 2}
-    assert result.dropped == {"unconvertible_tool": 3}
+    assert result.kept == {"tool_servers": 1, "tools": 5}
+    assert result.dropped == {"unconvertible_tool": 2}
     reasons = sorted(r["reason"] for r in rows(lake, "rejects"))
     assert reasons == [
-        "unconvertible_tool: delete_items_id: parameters.reason has no 'type'",
-        "unconvertible_tool: external $ref 'other.yaml#/Item' is not supported",
-        "unconvertible_tool: unknown $ref '#/components/schemas/Missing'",
+        "unconvertible_tool: head_items_id: parameters.depth has unknown type 'strng'",
+        "unconvertible_tool: unknown $ref '#/components/parameters/Nope'",
     ]
     tools = {t["name"]: t for t in rows(lake, "tools")}
-    # the same operationId twice: sanitised, then made unique
-    assert set(tools) == {"list_items", "list_items_2"}
+    # the same operationId twice: sanitised, then made unique; the operationId is kept
+    assert set(tools) == {
+        "list_items",
+        "list_items_2",
+        "get_items_id",
+        "delete_items_id",
+        "patch_items_id",
+    }
+    assert tools["list_items"]["original_name"] == "list items!"
+    assert tools["get_items_id"]["original_name"] is None  # named from method and path
+    # a schema without a type accepts any value
+    reason = json.loads(tools["delete_items_id"]["parameters"])["properties"]["reason"]
+    assert reason == {"minLength": 3}
+    # a schema $ref that cannot be resolved is left untyped, with a note
+    missing = json.loads(tools["get_items_id"]["output_schema"])
+    assert missing == {
+        "$comment": "unknown $ref '#/components/schemas/Missing'; any JSON value accepted"
+    }
+    remote = json.loads(tools["patch_items_id"]["parameters"])["properties"]["body"]
+    assert remote["$comment"].startswith("external $ref 'other.yaml#/Item' is not supported")
     listing = json.loads(tools["list_items"]["parameters"])
     assert listing["properties"] == {"limit": {"type": "integer"}}  # no cookie parameter
     # a recursive $ref is cut one level down, with a note
@@ -282,14 +309,14 @@ def test_openai_function_lists_group_into_one_server(lake: Lake, tmp_path: Path)
         "function": {
             "name": "forecast",
             "description": "Forecast days",
-            "parameters": {"type": "object", "required": ["d"]},
+            "parameters": {"type": "object", "properties": {"d": {"type": "int"}}},
         },
     }
     (tmp_path / "weather.json").write_text(json.dumps([weather, bad]))
     result = ingest(lake, tmp_path / "weather.json")
     assert result.kept == {"tool_servers": 1, "tools": 1}
     assert result.dropped == {"unconvertible_tool": 1}
-    assert "required parameters ['d'] are not defined" in rows(lake, "rejects")[0]["reason"]
+    assert "parameters.d has unknown type 'int'" in rows(lake, "rejects")[0]["reason"]
     (tmp_path / "wrapped.json").write_text(json.dumps({"tools": [weather]}))
     named = ingest(lake, tmp_path / "wrapped.json", server_name="weather-api", domain="travel")
     assert named.kept == {"tool_servers": 1, "tools": 1}
@@ -425,4 +452,4 @@ def test_undetectable_files_fail_alone_and_are_quarantined_in_a_directory(
 
 def test_explicit_format_and_mcp_reasons_are_unchanged(lake: Lake) -> None:
     result = ingest(lake, SAMPLES / "tool_catalog_with_errors.json", format="mcp")
-    assert result.dropped == {"unconvertible_tool": 3, "unconvertible_server": 1}
+    assert result.dropped == {"unconvertible_tool": 2, "unconvertible_server": 1}

@@ -32,15 +32,27 @@ def test_ingest_writes_every_server_and_tool(lake: Lake, sample_catalog: dict) -
 
 def test_unconvertible_entries_are_quarantined_with_reasons(lake: Lake) -> None:
     result = ingest(lake, str(SAMPLES / "tool_catalog_with_errors.json"))
-    assert result.kept == {"tool_servers": 1, "tools": 1}
+    assert result.kept == {"tool_servers": 1, "tools": 4}
     rejects = lake.read("rejects").to_arrow().to_pylist()
     reasons = sorted(r["reason"] for r in rejects)
-    assert len(reasons) == 4
-    assert any("'convert mass' is not a valid function name" in r for r in reasons)
-    assert any("required parameters ['scale'] are not defined" in r for r in reasons)
-    assert any("list_units: description is missing or too vague" in r for r in reasons)
-    assert any("server_info.name is missing" in r for r in reasons)
-    assert result.dropped == {"unconvertible_tool": 3, "unconvertible_server": 1}
+    assert reasons == [
+        "unconvertible_server: server_info.name is missing",
+        "unconvertible_tool: convert_speed: parameters.value has unknown type 'velocity'",
+        "unconvertible_tool: convert_volume: parameters must have type 'object'",
+    ]
+    assert result.dropped == {"unconvertible_tool": 2, "unconvertible_server": 1}
+
+
+def test_usable_entries_with_flaws_are_kept_and_marked(lake: Lake) -> None:
+    ingest(lake, str(SAMPLES / "tool_catalog_with_errors.json"))
+    tools = {t["name"]: t for t in lake.read("tools").to_arrow().to_pylist()}
+    assert tools["convert_mass"]["original_name"] == "convert mass"  # aliased name
+    temperature = json.loads(tools["convert_temperature"]["parameters"])
+    assert temperature["required"] == ["value"]  # 'scale' was required but never defined
+    assert tools["list_units"]["description"] == "tbd"
+    assert tools["list_units"]["description_quality"] == "short"
+    assert tools["convert_length"]["description_quality"] == "ok"
+    assert tools["convert_length"]["original_name"] is None
 
 
 def test_identical_rerun_is_a_noop(lake: Lake) -> None:

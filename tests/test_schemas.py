@@ -51,8 +51,15 @@ def test_mcp_tool_becomes_an_openai_function(sample_catalog: dict) -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        ({"name": "a b", "description": "long enough text"}, "not a valid function name"),
-        ({"name": "f", "description": "x"}, "too vague"),
+        ({"description": "long enough text"}, "tool name None is missing"),
+        (
+            {
+                "name": "f",
+                "description": "long enough text",
+                "inputSchema": {"type": "object", "properties": {"x": "string"}},
+            },
+            "parameters.x is not a JSON-schema object",
+        ),
         (
             {"name": "f", "description": "long enough text", "inputSchema": {"type": "array"}},
             "type 'object'",
