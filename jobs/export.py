@@ -6,11 +6,20 @@ as a JSON string, tool messages with ``tool_call_id``), ``tools`` in the OpenAI 
 format, and ``id``, ``trajectory_id``, ``domain``, ``split`` and ``reward`` so every exported
 row traces back to the lake. In the Hugging Face dataset ``tools`` is kept as JSON text: as
 Arrow structs, every schema would be widened to the union of all schemas' keys.
+
+Tool names are the catalog's own: a tool whose catalog name is not a valid function name
+(``Hotels.SearchHotel``) is called by an alias in the lake (``Hotels_SearchHotel``, see
+:mod:`schemas.tools`), and the export maps the alias back to the ``original_name`` in the
+tools list and in the assistant's tool calls. The mapping is exact: an example's trajectory
+names the tool rows it was offered (``tool_ids``), read from ``tools`` at the same snapshot.
+Free text (the system prompt, answers) is left as it is. Original names may break OpenAI's
+function-name rule; ``restore_names=False`` keeps the aliases.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,8 +29,10 @@ from schemas import SFTExample
 Split = Literal["train", "eval", "all"]
 
 
-def openai_row(example: SFTExample) -> dict[str, Any]:
-    """One example as an OpenAI fine-tuning row (plus its lake identity)."""
+def openai_row(example: SFTExample, names: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One example as an OpenAI fine-tuning row (plus its lake identity); ``names`` maps the
+    aliases of its tools to their original names."""
+    names = names or {}
     messages = []
     for message in example.messages:
         entry: dict[str, Any] = {"role": message.role, "content": message.content}
@@ -30,7 +41,10 @@ def openai_row(example: SFTExample) -> dict[str, Any]:
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
+                    "function": {
+                        "name": names.get(call.name, call.name),
+                        "arguments": call.arguments,
+                    },
                 }
                 for call in message.tool_calls
             ]
@@ -41,7 +55,7 @@ def openai_row(example: SFTExample) -> dict[str, Any]:
         {
             "type": "function",
             "function": {
-                "name": t.name,
+                "name": names.get(t.name, t.name),
                 "description": t.description,
                 "parameters": json.loads(t.parameters),
             },
@@ -59,12 +73,47 @@ def openai_row(example: SFTExample) -> dict[str, Any]:
     }
 
 
-def sft_rows(lake: Lake, snapshot: str | None, split: Split) -> list[dict[str, Any]]:
+def original_names(
+    lake: Lake, snapshot: str | None, trajectory_ids: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """For each trajectory that was offered aliased tools: alias -> the tool's original name."""
+    tools = lake.read("tools", snapshot=snapshot)
+    if "original_name" not in tools.dataset.schema.names:
+        return {}  # a tools table written before aliases existed
+    aliased = tools.to_arrow(
+        columns=["id", "name", "original_name"], filter="original_name IS NOT NULL"
+    ).to_pylist()
+    if not aliased:
+        return {}
+    by_id = {t["id"]: (t["name"], t["original_name"]) for t in aliased}
+    wanted = set(trajectory_ids)
+    names: dict[str, dict[str, str]] = {}
+    offered = lake.read("trajectories", snapshot=snapshot).to_arrow(columns=["id", "tool_ids"])
+    for row in offered.to_pylist():
+        if row["id"] not in wanted:
+            continue
+        renamed = dict(by_id[i] for i in row["tool_ids"] or [] if i in by_id)
+        if renamed:
+            names[row["id"]] = renamed
+    return names
+
+
+def sft_rows(
+    lake: Lake, snapshot: str | None, split: Split, restore_names: bool = True
+) -> list[dict[str, Any]]:
+    """The export rows of ``split`` (``all`` for both), by example id, with the catalog's
+    tool names restored unless ``restore_names`` is False."""
     view = lake.read("sft_examples", snapshot=snapshot)
     examples = sorted(
         (SFTExample.from_record(r) for r in view.to_arrow().to_pylist()), key=lambda e: e.id
     )
-    return [openai_row(e) for e in examples if split == "all" or e.split == split]
+    chosen = [e for e in examples if split == "all" or e.split == split]
+    names = (
+        original_names(lake, snapshot, (e.trajectory_id for e in chosen))
+        if restore_names and chosen
+        else {}
+    )
+    return [openai_row(e, names.get(e.trajectory_id)) for e in chosen]
 
 
 def export_jsonl(rows: list[dict[str, Any]], path: Path) -> Path:
