@@ -303,7 +303,7 @@ class Decontaminate(Job):
     )
     inputs: ClassVar[tuple[str, ...]] = DEDUP_TABLES
     outputs: ClassVar[tuple[str, ...]] = (CLUSTERS,)
-    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no copies found is an answer
+    may_be_empty: ClassVar[tuple[str, ...]] = (CLUSTERS,)  # no match found is an answer
     Params: ClassVar[type] = DecontamParams
 
     def fingerprint(self) -> str:
