@@ -13,6 +13,7 @@ from typing import Annotated, Any
 os.environ.setdefault("LANCE_LOG", "error")
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
 from astra.dedup_cli import app as dedup_app
@@ -21,6 +22,7 @@ from astra.env_cli import app as env_app
 from astra.eval_cli import app as eval_app
 from astra.options import (
     DEFAULT_LAKE,
+    AllowEmptyOption,
     ConfigOption,
     FormatOption,
     LakeOption,
@@ -172,8 +174,18 @@ def lake_history(
 
 @lake_app.command("runs")
 def lake_runs(lake: LakeOption = DEFAULT_LAKE, fmt: FormatOption = OutputFormat.TABLE) -> None:
-    """Every run with its job, status and outputs."""
-    frame = open_lake(lake).query("SELECT * FROM runs")
+    """Every run with its job, status, outputs and the outputs it left empty (and why)."""
+    import polars as pl
+
+    opened = open_lake(lake)
+    empty = {
+        r.run_id: "; ".join(f"{t}: {why}" for t, why in r.finished.metrics["empty"].items())
+        for r in opened.runs()
+        if r.finished is not None and r.finished.metrics.get("empty")
+    }
+    frame = opened.query("SELECT * FROM runs").with_columns(
+        pl.col("run_id").replace_strict(empty, default="", return_dtype=pl.String).alias("empty")
+    )
     print_frame(frame, fmt, title="runs")
 
 
@@ -424,6 +436,10 @@ def run_command(
             )
     finally:
         factory.stop()
+    for table, reason in result.empty.items():
+        err_console.print(
+            f"[yellow]warning:[/] {job} wrote no {table}: {escape(reason)}", soft_wrap=True
+        )
     if fmt is OutputFormat.JSON:
         print_json(result)
         return
@@ -513,12 +529,14 @@ def pipeline_trajectories(
     snapshot: Annotated[
         str | None, typer.Option(help="Snapshot the lake under this name at the end.")
     ] = None,
+    allow_empty: AllowEmptyOption = False,
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Tool catalog -> tool graph -> chains -> tasks -> trajectories -> rewards -> SFT set.
 
     Each stage is a job on Spark; rerunning with the same inputs and config is a no-op.
+    A stage that writes no rows although its inputs had rows stops the pipeline and says why.
     """
     from astra.pipeline import run_trajectory_pipeline
 
@@ -530,7 +548,12 @@ def pipeline_trajectories(
         f"trajectory pipeline ({settings.llm.backend} backend)",
         f"astra pipeline trajectories from {source}",
         lambda target, progress: run_trajectory_pipeline(
-            target, settings, source, progress.stage, count_progress=progress
+            target,
+            settings,
+            source,
+            progress.stage,
+            count_progress=progress,
+            allow_empty=allow_empty,
         ),
     )
 
@@ -546,12 +569,14 @@ def pipeline_environments(
     snapshot: Annotated[
         str | None, typer.Option(help="Snapshot the lake under this name at the end.")
     ] = None,
+    allow_empty: AllowEmptyOption = False,
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Trajectories -> QA traces -> sandbox-verified tools -> RL environments.
 
     Needs the trajectory pipeline's tables in the lake (run `astra pipeline trajectories`).
+    A stage that writes no rows although its inputs had rows stops the pipeline and says why.
     """
     from astra.pipeline import run_environment_pipeline
 
@@ -563,7 +588,7 @@ def pipeline_environments(
         "environment pipeline",
         "astra pipeline environments",
         lambda target, progress: run_environment_pipeline(
-            target, settings, progress.stage, count_progress=progress
+            target, settings, progress.stage, count_progress=progress, allow_empty=allow_empty
         ),
     )
 
@@ -576,13 +601,21 @@ def _run_pipeline(
     description: str,
     run: Any,
 ) -> None:
+    """Run a pipeline and print its outcome table. A stage that left an output empty stops
+    it: the table of the stages that ran is printed, then ``EmptyOutputError`` goes up to
+    ``main`` (one error line, exit code 2) and no snapshot is taken."""
+    from astra.pipeline import outcome_rows
+    from jobs.runner import EmptyOutputError
+
     target = open_lake(lake)
-    with CountProgress() as progress:
-        outcomes = run(target, progress)
+    try:
+        with CountProgress() as progress:
+            outcomes = run(target, progress)
+    except EmptyOutputError as exc:
+        print_rows(outcome_rows(exc.outcomes), fmt, title=f"{title}, stopped")
+        raise
     if snapshot:
         target.create_snapshot(snapshot, description=description)
-    from astra.pipeline import outcome_rows
-
     print_rows(outcome_rows(outcomes), fmt, title=title)
 
 
@@ -597,11 +630,19 @@ def main() -> None:
     from jobs.params import ParamsError
     from jobs.replay import ReplayError
     from jobs.reports import ReportError
+    from jobs.runner import EmptyOutputError
     from training.evals.bfcl import BFCLError
     from training.pinned import UnpinnedInputError
 
     try:
         app()
+    except EmptyOutputError as exc:
+        # Only pipelines raise it, after printing the outcome table of the stages that ran.
+        err_console.print(
+            f"[red]error:[/] {escape(str(exc))}; pass --allow-empty to continue anyway",
+            soft_wrap=True,
+        )
+        sys.exit(2)
     except (
         CliError,
         LakeError,

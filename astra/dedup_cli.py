@@ -9,6 +9,7 @@ import typer
 
 from astra.options import (
     DEFAULT_LAKE,
+    AllowEmptyOption,
     ConfigOption,
     FormatOption,
     LakeOption,
@@ -257,17 +258,19 @@ def pipeline_dedup(
     snapshot: Annotated[
         str | None, typer.Option(help="Snapshot the lake under this name at the end.")
     ] = None,
+    allow_empty: AllowEmptyOption = False,
     lake: LakeOption = DEFAULT_LAKE,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Exact, near (Spark MinHash LSH), semantic and benchmark-overlap dedup of tasks,
     trajectories and tool code; after each level, curate writes new versions of the curated
-    tables without the dropped rows (history keeps them). A rerun changes nothing."""
+    tables without the dropped rows (history keeps them). A rerun changes nothing.
+    A level that finds no copies, or a curate with nothing to drop, is not an empty output."""
     from astra.pipeline import outcome_rows, spark_factory
     from jobs.config import load_config
     from jobs.dedup.pipeline import dedup_jobs
     from jobs.params import ParamsError
-    from jobs.runner import run_jobs
+    from jobs.runner import EmptyOutputError, run_jobs
 
     chosen = tuple(part.strip() for part in levels.split(",") if part.strip())
     params = {
@@ -294,7 +297,16 @@ def pipeline_dedup(
                 spark_factory=factory,
                 on_stage=progress.stage,
                 count_progress=progress,
+                allow_empty=allow_empty,
             )
+    except EmptyOutputError as exc:
+        # The stages that ran; `astra.cli.main` prints the reason as one error line.
+        print_rows(
+            outcome_rows(exc.outcomes, dropped="found_or_dropped"),
+            fmt,
+            title="dedup pipeline, stopped",
+        )
+        raise
     finally:
         factory.stop()
     if snapshot:

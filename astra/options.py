@@ -37,3 +37,12 @@ SnapshotOption = Annotated[
     str | None,
     typer.Option("--snapshot", "-s", help="Read at this snapshot instead of the latest."),
 ]
+AllowEmptyOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty",
+        help="Run every stage even after one wrote no rows to a table although its inputs had "
+        "rows; the reasons show in the note column. Without it the pipeline stops there "
+        "(exit code 2); that stage's output is kept.",
+    ),
+]

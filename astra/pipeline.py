@@ -28,9 +28,12 @@ from jobs.trajectories import (
 from lake import Lake
 
 
-def outcome_rows(outcomes: Sequence[Any], dropped: str = "dropped") -> list[dict[str, Any]]:
-    """One printable row per stage outcome (``.stage`` and ``.result``): its run, whether it
-    was reused, the rows it wrote per table and what it dropped (or found) by reason."""
+def outcome_rows(
+    outcomes: Sequence[StageOutcome], dropped: str = "dropped"
+) -> list[dict[str, Any]]:
+    """One printable row per stage outcome: its run, whether it was reused, the rows it wrote
+    per table, what it dropped (or found) by reason, and a ``note`` naming each required
+    output it left empty and why (``StageOutcome.empty``)."""
     return [
         {
             "stage": o.stage,
@@ -38,6 +41,7 @@ def outcome_rows(outcomes: Sequence[Any], dropped: str = "dropped") -> list[dict
             "reused": o.result.reused,
             "written": ", ".join(f"{c.table}: {c.rows_written}" for c in o.result.run.commits),
             dropped: ", ".join(f"{k}: {v}" for k, v in sorted(o.result.dropped.items())),
+            "note": "; ".join(f"wrote no {table}: {reason}" for table, reason in o.empty.items()),
         }
         for o in outcomes
     ]
@@ -143,10 +147,12 @@ def run_trajectory_pipeline(
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
     count_progress: CountProgressFn | None = None,
+    allow_empty: bool = False,
 ) -> list[StageOutcome]:
-    """Run every trajectory stage in order; a given ``factory`` is reused and left running."""
+    """Run every trajectory stage in order; a given ``factory`` is reused and left running.
+    A stage that writes no rows raises ``jobs.runner.EmptyOutputError`` unless ``allow_empty``."""
     jobs = trajectory_jobs(config, source)
-    return run_stages(lake, config, jobs, on_stage, factory, count_progress)
+    return run_stages(lake, config, jobs, on_stage, factory, count_progress, allow_empty)
 
 
 def run_environment_pipeline(
@@ -155,10 +161,12 @@ def run_environment_pipeline(
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
     count_progress: CountProgressFn | None = None,
+    allow_empty: bool = False,
 ) -> list[StageOutcome]:
-    """Run every environment stage in order, on the trajectories already in the lake."""
+    """Run every environment stage in order, on the trajectories already in the lake.
+    A stage that writes no rows raises ``jobs.runner.EmptyOutputError`` unless ``allow_empty``."""
     jobs = environment_jobs(config)
-    return run_stages(lake, config, jobs, on_stage, factory, count_progress)
+    return run_stages(lake, config, jobs, on_stage, factory, count_progress, allow_empty)
 
 
 def run_stages(
@@ -168,11 +176,14 @@ def run_stages(
     on_stage: Any = None,
     factory: SparkSessionFactory | None = None,
     count_progress: CountProgressFn | None = None,
+    allow_empty: bool = False,
 ) -> list[StageOutcome]:
-    """Run ``jobs`` in order; a given ``factory`` is reused and left running.
+    """Run ``jobs`` in order with ``jobs.runner.run_jobs``; a given ``factory`` is reused and
+    left running.
 
     ``on_stage(name)`` is called as each job starts; ``count_progress`` gets the jobs' Spark
-    task counts and rows written."""
+    task counts and rows written; ``allow_empty`` runs every stage even after one left a
+    required output empty (see ``run_jobs``)."""
     owned = factory is None
     session = factory or spark_factory(config)
     try:
@@ -183,6 +194,7 @@ def run_stages(
             spark_factory=session,
             on_stage=on_stage,
             count_progress=count_progress,
+            allow_empty=allow_empty,
         )
     finally:
         if owned:

@@ -102,3 +102,32 @@ def test_astra_run_gives_spark_jobs_a_session(tmp_path: Path) -> None:
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
     assert json.loads(replay.stdout)["matches"] is True
+
+
+def test_a_stage_that_writes_nothing_stops_the_pipeline_and_says_why(tmp_path: Path) -> None:
+    """Three tools that share nothing: the graph has no edges, so the pipeline stops there
+    (exit 2, the reason on stderr, the stages that ran on stdout) unless --allow-empty."""
+    lake = str(tmp_path / "lake")
+    args = (
+        "pipeline", "trajectories", "--source", str(ROOT / "tests/data/unlinked_catalog.json"),
+        "--master", "local[1]", "--set", "spark.shuffle_partitions=1", "--lake", lake, "-f", "json",
+    )  # fmt: skip
+    stopped = astra(*args)
+    assert stopped.returncode == 2, stopped.stderr
+    assert "error: build-tool-graph wrote no tool_edges: " in stopped.stderr
+    assert "pass --allow-empty to continue anyway" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    ran = json.loads(stopped.stdout)
+    assert [r["stage"] for r in ran] == ["ingest-catalog", "build-tool-graph"]
+    assert ran[0]["note"] == "" and ran[1]["note"].startswith("wrote no tool_edges: ")
+
+    allowed = astra(*args, "--allow-empty")
+    assert allowed.returncode == 0, allowed.stderr
+    notes = {r["stage"]: r["note"] for r in json.loads(allowed.stdout)}
+    assert list(notes)[-1] == "select-sft"
+    # Later stages had no edges to work from: the graph stage is the one to blame.
+    assert notes["build-tool-graph"] == ran[1]["note"] and notes["select-sft"] == ""
+
+    runs = json.loads(runner.invoke(app, ["lake", "runs", "--lake", lake, "-f", "json"]).output)
+    empty = {r["job"]: r["empty"] for r in runs}
+    assert empty["build-tool-graph"].startswith("tool_edges: ") and empty["select-sft"] == ""
