@@ -131,3 +131,14 @@ def test_a_stage_that_writes_nothing_stops_the_pipeline_and_says_why(tmp_path: P
     runs = json.loads(runner.invoke(app, ["lake", "runs", "--lake", lake, "-f", "json"]).output)
     empty = {r["job"]: r["empty"] for r in runs}
     assert empty["build-tool-graph"].startswith("tool_edges: ") and empty["select-sft"] == ""
+
+
+def test_astra_run_warns_when_a_job_wrote_nothing(tmp_path: Path) -> None:
+    catalog = tmp_path / "toolless.json"
+    server = {"server_info": {"name": "units", "description": "Converts units of mass."}}
+    catalog.write_text(json.dumps({"servers": [{**server, "tools": []}]}))
+    args = ["run", "ingest-catalog", "-p", f"source={catalog}", "--lake", str(tmp_path / "lake")]
+    ran = runner.invoke(app, [*args, "-f", "json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["empty"]["tools"].startswith("nothing in its source")
+    assert "warning: ingest-catalog wrote no tools: nothing in its source" in ran.stderr
