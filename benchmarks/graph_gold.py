@@ -15,7 +15,8 @@ Sources (pinned by the Makefile; the versions used are recorded in every :class:
   tau2's environment does, but are not gold calls. Each domain is one server,
   ``tau2-<domain>``.
 - **BFCL multi-turn** (``bfcl-eval``): the ground-truth call strings of the multi-turn
-  categories, turn by turn, run through bfcl-eval's own executor
+  categories base, miss_func and miss_param (long_context only on request, see
+  :data:`DEFAULT_BFCL_CATEGORIES`), turn by turn, run through bfcl-eval's own executor
   (``execute_multi_turn_func_call``) on each entry's ``initial_config`` and
   ``involved_classes``. Each backend class is one server (named after the class); a flow
   between tools of two different classes cannot be an edge of our per-server graph, so it is
@@ -81,6 +82,10 @@ BFCL_CATEGORIES: tuple[str, ...] = (
 )
 """The multi-turn categories; they share the entry and ground-truth shape (miss_func and
 miss_param rephrase base's entries, long_context enlarges their initial states)."""
+DEFAULT_BFCL_CATEGORIES: tuple[str, ...] = BFCL_CATEGORIES[:3]
+"""The gold's categories. long_context is left out: its padded states return hundreds of
+round prices and old bookings, so values match by accident (``get_flight_cost`` ->
+``set_budget_limit`` through a 2000.0 among 300 prices) while it adds no real pair."""
 BFCL_CLASSES: tuple[str, ...] = (
     "GorillaFileSystem",
     "MathAPI",
@@ -554,7 +559,9 @@ def _bfcl_arguments(text: str, methods: dict[str, Any]) -> tuple[str, dict[str, 
     return parsed.name, {k: v for k, v in bound.arguments.items() if k != "self"}
 
 
-def bfcl_entries(categories: Iterable[str] = BFCL_CATEGORIES) -> Iterator[tuple[str, dict, list]]:
+def bfcl_entries(
+    categories: Iterable[str] = DEFAULT_BFCL_CATEGORIES,
+) -> Iterator[tuple[str, dict, list]]:
     """(category, entry, ground-truth turns) of every multi-turn entry, in file order."""
     data = _bfcl_data()
     for category in categories:
@@ -603,7 +610,7 @@ def run_bfcl_entry(
     return calls, servers
 
 
-def bfcl_gold(categories: Sequence[str] = BFCL_CATEGORIES) -> GoldSet:
+def bfcl_gold(categories: Sequence[str] = DEFAULT_BFCL_CATEGORIES) -> GoldSet:
     """Gold flows of BFCL's multi-turn ground truth, one server per backend class."""
     gold = GoldSet(catalog=BFCL_CATALOG, versions={PACKAGES["bfcl"]: package_version("bfcl")})
     # A unique model name per run: bfcl-eval caches backend instances by model and entry id.
@@ -665,10 +672,10 @@ def write_catalog(name: str, path: Path) -> Path:
     return path
 
 
-def gold_for(name: str) -> GoldSet:
+def gold_for(name: str, bfcl_categories: Sequence[str] = DEFAULT_BFCL_CATEGORIES) -> GoldSet:
     """The gold set of one of :data:`GOLD_CATALOGS`."""
     if name == BFCL_CATALOG:
-        return bfcl_gold()
+        return bfcl_gold(bfcl_categories)
     if name.startswith("tau2-"):
         return tau2_gold(name.removeprefix("tau2-"))
     raise ValueError(f"unknown gold catalog {name!r}; choose from {GOLD_CATALOGS}")
@@ -688,6 +695,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     gold = commands.add_parser("gold", help="execute the gold calls and dump the gold sets")
     gold.add_argument("--out", type=Path, required=True, help="the gold JSON file")
     gold.add_argument(
+        "--bfcl-category",
+        choices=BFCL_CATEGORIES,
+        action="append",
+        help="BFCL multi-turn categories (repeatable; default: "
+        + ", ".join(DEFAULT_BFCL_CATEGORIES)
+        + ")",
+    )
+    gold.add_argument(
         "--catalog",
         choices=GOLD_CATALOGS,
         action="append",
@@ -700,7 +715,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         tools = sum(len(s["tools"]) for s in document["servers"])
         print(f"wrote {len(document['servers'])} servers, {tools} tools to {args.out}")
         return
-    golds = {name: gold_for(name) for name in args.catalog or GOLD_CATALOGS}
+    categories = args.bfcl_category or DEFAULT_BFCL_CATEGORIES
+    golds = {name: gold_for(name, categories) for name in args.catalog or GOLD_CATALOGS}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps({name: g.to_json() for name, g in golds.items()}, indent=1, default=str) + "\n"
