@@ -8,7 +8,13 @@ from schemas.base import Row, Struct
 
 
 class EdgeEvidence(Struct):
-    kind: Literal["schema_match", "llm"]
+    """Why an edge exists: one signal's (output field -> parameter) match and its score.
+
+    ``kind`` names the signal (see :mod:`jobs.graph_signals`); a match on an output inferred
+    for a tool without an output schema says ``inferred output`` in ``detail``.
+    """
+
+    kind: Literal["schema_match", "affix", "semantic", "producer_named", "llm"]
     source_field: str | None = None
     target_param: str | None = None
     score: float

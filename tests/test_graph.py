@@ -13,6 +13,7 @@ import pytest
 import jobs.graph
 import jobs.spark
 from jobs.graph import BuildToolGraph, GraphParams, server_edges
+from jobs.graph_signals import LEGACY_SIGNALS, Signals
 from jobs.ingest import IngestCatalog, IngestParams
 from jobs.runner import run_job
 from jobs.spark import SparkConfig, SparkSessionFactory
@@ -102,7 +103,8 @@ def test_doctests(module: object) -> None:
 
 
 def test_planted_catalog_gives_exactly_the_known_edges(planted: dict[str, Tool]) -> None:
-    edges = server_edges(list(planted.values()), min_score=0.6)
+    """The first-built graph (typed schema matching alone) on the planted catalog."""
+    edges = server_edges(list(planted.values()), 0.6, Signals(frozenset(LEGACY_SIGNALS)))
     found = {(e.source.name, e.target.name) for e in edges}
     assert found == {
         ("create_order", "get_order"),
@@ -124,6 +126,26 @@ def test_planted_catalog_gives_exactly_the_known_edges(planted: dict[str, Tool])
         assert all(e.kind == "schema_match" for e in row.evidence)
         assert row.parent_ids == [edge.source.id, edge.target.id]
         assert row.source_tool_id != row.target_tool_id
+
+
+def test_every_signal_on_the_planted_catalog(planted: dict[str, Tool]) -> None:
+    """With every signal: ``receipt_id`` (a string) now fits the integer ``receipt_id`` (ids
+    are ids, whatever their JSON type), and ``get_order`` merely echoes the ``order_id`` it
+    was given, so that edge is cut below the threshold."""
+    edges = server_edges(list(planted.values()), 0.6)
+    by_pair = {(e.source.name, e.target.name): e for e in edges}
+    assert set(by_pair) == {
+        ("create_order", "get_order"),
+        ("create_order", "pay_order"),
+        ("count_items", "pay_order"),
+        ("pay_order", "send_receipt"),
+    }
+    receipt = by_pair["pay_order", "send_receipt"].matches
+    assert [(m.source_field, m.target_param) for m in receipt] == [("receipt_id", "receipt_id")]
+    assert "string->integer 0.75" in receipt[0].detail
+    echo = server_edges(list(planted.values()), 0.0)
+    echoed = {(e.source.name, e.target.name): e for e in echo}["get_order", "pay_order"]
+    assert any("echo of its own input" in m.detail for m in echoed.matches)
 
 
 def test_min_score_prunes_weak_matches(planted: dict[str, Tool]) -> None:
@@ -166,7 +188,12 @@ def test_shipped_catalog_has_the_known_chains(sample_catalog: dict) -> None:
     for server_edges_ in edges.values():
         for edge in server_edges_.values():
             assert edge.source.server_id == edge.target.server_id
-            assert edge.source.id != edge.target.id
+            if edge.source.id == edge.target.id:
+                # a refinement (search again under max_stops from the results' stops), never
+                # the tool's own input handed back
+                assert all(m.source_field.split(".")[-1] != m.target_param for m in edge.matches)
+    refine = edges["travel-booking"]["search_flights", "search_flights"].matches
+    assert [(m.source_field, m.target_param) for m in refine] == [("flights[].stops", "max_stops")]
 
 
 # -- the Spark job ---------------------------------------------------------------------------
@@ -228,19 +255,30 @@ def test_graph_job_on_spark_end_to_end(tmp_path: Path, spark_factory: SparkSessi
     assert fresh.read("tool_edges").content_hash() == lake.read("tool_edges").content_hash()
 
 
+class _EveryParam(dict):  # type: ignore[type-arg]
+    """A parameter index that offers every parameter for any key: matching by brute force."""
+
+    def __init__(self, everything: list[Any]) -> None:
+        super().__init__()
+        self.everything = everything
+
+    def get(self, key: Any, default: Any = None) -> list[Any]:
+        return self.everything
+
+
 def test_indexed_matching_finds_exactly_the_pairwise_edges(
     sample_catalog: dict, planted: dict[str, Tool]
 ) -> None:
-    """server_edges uses a name-token index; it must equal checking every ordered pair."""
-    from jobs.graph import edge_between, server_edges
+    """Name signals look candidates up in a word-tail index; checking every (field, parameter)
+    pair must give the same edges."""
+    from jobs.graph_signals import ServerMatcher
 
+    names_only = Signals(frozenset(LEGACY_SIGNALS) | {"affix", "optional", "id_types", "self"})
     groups = [*_sample_tools(sample_catalog).values(), list(planted.values())]
     for group in groups:
-        tools = sorted(group, key=lambda t: (t.name, t.id))
-        pairwise = [
-            edge
-            for source in tools
-            for target in tools
-            if (edge := edge_between(source, target, 0.5)) is not None
-        ]
-        assert server_edges(tools, 0.5) == pairwise
+        indexed = ServerMatcher(group, names_only)
+        brute = ServerMatcher(group, names_only)
+        every = [(t, p) for t, side in enumerate(brute.sides) for p in side.params]
+        brute._param_index = lambda every=every: _EveryParam(every)  # type: ignore[method-assign]
+        assert indexed.edges(0.5) == brute.edges(0.5)
+        assert indexed.edges(0.5)
