@@ -23,7 +23,7 @@ from jobs.stages import (
     per_server,
 )
 from jobs.synth.agent import LLMSimulator, OfflineSimulator, offered_tools, run_agent
-from jobs.synth.chains import sample_chains
+from jobs.synth.chains import sample_chains, simulation_schemas
 from jobs.synth.interface import AugmentKind
 from jobs.synth.rewards import REGISTRY, score_trajectory
 from jobs.synth.sft import select_sft
@@ -236,7 +236,7 @@ class TrajectoryParams(BackendParams):
 
 class GenerateTrajectories(SparkStage):
     name: ClassVar[str] = "generate-trajectories"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     description: ClassVar[str] = "tasks -> trajectories: multi-turn agent loop, tools executed"
     inputs: ClassVar[tuple[str, ...]] = ("tool_servers", "tools", "tool_edges", "chains", "tasks")
     outputs: ClassVar[tuple[str, ...]] = ("trajectories", "llm_calls")
@@ -249,7 +249,12 @@ class GenerateTrajectories(SparkStage):
 
         def trajectories_of(group: ServerGroup) -> list[Row]:
             synth = make_synthesizer(params, group, servers, api_key, params.simulator_history)
-            executor: Any = LLMSimulator(synth) if params.simulator == "llm" else OfflineSimulator()
+            inferred = simulation_schemas(group.of("tools"), group.of("edges"))
+            executor: Any = (
+                LLMSimulator(synth)
+                if params.simulator == "llm"
+                else OfflineSimulator(inferred=inferred)
+            )
             out: list[Row] = []
             chains = {c.id: c for c in group.of("chains")}
             for task in group.of("tasks"):

@@ -190,12 +190,17 @@ class OfflineSimulator:
     earlier call or result (sharing an id value) repeats it; an id field is
     ``PREFIX-<hash of tool, arguments, path>``; other fields get a typed value from the same
     pools as task values, seeded by the call. Nothing depends on ``seed`` or on unrelated
-    history, so the same call returns the same result. Without an output schema the result is
+    history, so the same call returns the same result. A tool without an output schema is
+    simulated from ``inferred`` (its id -> the schema its graph edges say it produces, see
+    :func:`jobs.synth.chains.simulation_schemas`); with neither, the result is
     ``{"status": "ok"}`` plus the arguments.
     """
 
-    def __init__(self, salt: str = "offline-sim@1") -> None:
+    def __init__(
+        self, salt: str = "offline-sim@1", inferred: Mapping[str, dict[str, Any]] | None = None
+    ) -> None:
         self.salt = salt
+        self.inferred = dict(inferred or {})
 
     @property
     def kind(self) -> ExecutorKind:
@@ -208,10 +213,11 @@ class OfflineSimulator:
         if isinstance(args, ToolOutcome):
             return args
         key = canonical_json(args)
-        if not tool.output_schema:
+        schema = tool.output_schema or self.inferred.get(tool.id)
+        if not schema:
             return ToolOutcome(ok=True, content=canonical_json({"status": "ok", **args}))
         related = _related_fields(args, history)
-        value = self._value(tool, key, tool.output_schema, "", args, related, top=True)
+        value = self._value(tool, key, schema, "", args, related, top=True)
         return ToolOutcome(ok=True, content=canonical_json(value))
 
     def _value(

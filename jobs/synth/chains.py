@@ -98,6 +98,51 @@ def field_evidence(edge: ToolEdge) -> list[EdgeEvidence]:
     return [e for e in edge.evidence if e.source_field and e.target_param]
 
 
+def simulation_schemas(
+    tools: Sequence[Tool], edges: Sequence[ToolEdge]
+) -> dict[str, dict[str, Any]]:
+    """Output schemas to simulate tools that declare none, from what their edges say they
+    produce: each field an outgoing edge's evidence reads (``source_field``) becomes a
+    property shaped like the parameter it feeds (the item of a list parameter when the field
+    is singular, ``item_id`` feeding ``item_ids``). Tools with an output schema are left out.
+
+    >>> def t(name, params, output=None):
+    ...     return Tool(server_id="s", name=name, description="d", domain="x",
+    ...                 source_format="openai", output_schema=output, parameters={
+    ...                 "type": "object", "required": list(params), "properties": params})
+    >>> find = t("find_user", {"email": {"type": "string"}})
+    >>> cancel = t("cancel", {"user_id": {"type": "string"},
+    ...                       "item_ids": {"type": "array", "items": {"type": "integer"}}})
+    >>> edge = ToolEdge(server_id="s", source_tool_id=find.id, target_tool_id=cancel.id,
+    ...     weight=0.9, evidence=[EdgeEvidence(kind="schema_match", source_field="user_id",
+    ...     target_param="user_id", score=0.9), EdgeEvidence(kind="affix",
+    ...     source_field="item_id", target_param="item_ids", score=0.8)])
+    >>> simulation_schemas([find, cancel], [edge])[find.id]["properties"]
+    {'item_id': {'type': 'integer'}, 'user_id': {'type': 'string'}}
+    """
+    by_id = {t.id: t for t in tools}
+    properties: dict[str, dict[str, dict[str, Any]]] = {}
+    for edge in sorted(edges, key=lambda e: e.id):
+        source, target = by_id.get(edge.source_tool_id), by_id.get(edge.target_tool_id)
+        if source is None or target is None or source.output_schema:
+            continue
+        wanted = param_schemas(target)
+        for evidence in field_evidence(edge):
+            assert evidence.source_field is not None and evidence.target_param is not None
+            field_name = evidence.source_field
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", field_name):
+                continue  # only flat names are simulated; paths need a declared schema
+            shape = dict(wanted.get(evidence.target_param) or {})
+            items = shape.get("items")
+            if shape.get("type") == "array" and field_name != evidence.target_param and items:
+                shape = dict(items)
+            properties.setdefault(source.id, {}).setdefault(field_name, shape)
+    return {
+        tool_id: {"type": "object", "properties": dict(sorted(fields.items()))}
+        for tool_id, fields in properties.items()
+    }
+
+
 def build_graph(tools: Sequence[Tool], edges: Sequence[ToolEdge]) -> nx.DiGraph:
     """A DiGraph over tool ids (attribute ``tool``) with each edge's ``weight`` and ``edge``.
 
