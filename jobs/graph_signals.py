@@ -42,7 +42,7 @@ detail saying why. The signals (each can be switched off for an ablation):
     cursor: ``next_cursor`` -> ``cursor``).
 ``penalties``
     Scores of likely noise are cut: a match on generic words only (``name``, ``id``,
-    ``query``: x0.6), an echo (A returns a field it takes as input, such as a ticket echoing
+    ``query``: x0.6, unless a holder or a role qualifies them), an echo (A returns a field it takes as input, such as a ticket echoing
     ``origin``: x0.4) and, between two tools linked both ways, the weaker direction (x0.85).
 
 A match scores ``0.5 * name + 0.25 * type + 0.25 * description`` (the description term is the
@@ -981,7 +981,7 @@ class ServerMatcher:
             score *= OPTIONAL_FACTOR
             notes.append(f"optional x{OPTIONAL_FACTOR}")
         if "penalties" in self.signals:
-            if how != "qualified" and is_generic(shared):
+            if how not in ("qualified", "role-affixed") and is_generic(shared):
                 score *= GENERIC_FACTOR
                 notes.append(f"generic name x{GENERIC_FACTOR}")
             if not out.inferred and self._echoes(source, out):
