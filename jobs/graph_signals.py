@@ -42,8 +42,9 @@ detail saying why. The signals (each can be switched off for an ablation):
     cursor: ``next_cursor`` -> ``cursor``).
 ``penalties``
     Scores of likely noise are cut: a match on generic words only (``name``, ``id``,
-    ``query``: x0.6, unless a holder or a role qualifies them), an echo (A returns a field it takes as input, such as a ticket echoing
-    ``origin``: x0.4) and, between two tools linked both ways, the weaker direction (x0.85).
+    ``query``: x0.6, unless a holder or a role qualifies them), an echo (A returns a field it
+    takes as input, such as a ticket echoing ``origin``: x0.4) and, between two tools linked
+    both ways, the weaker direction (x0.85).
 
 A match scores ``0.5 * name + 0.25 * type + 0.25 * description`` (the description term is the
 overlap of content words); a semantic match uses the cosine in place of the name term. The
