@@ -80,6 +80,24 @@ echo "-- lineage of one SFT example, down to the tool schemas it used:"
 SFT_ID=$($ASTRA lake query "SELECT id FROM sft_examples ORDER BY id LIMIT 1" --format csv | tail -n 1)
 $ASTRA lake lineage "$SFT_ID"
 
+step "10b. A real catalog without output schemas: tau2-bench's airline, retail and telecom tools"
+# tau2's 42 tools declare no output; the graph infers what each returns from its name, its
+# description and the catalog, and the pipeline runs through (a lake of its own).
+TAU2_LAKE="$DEMO_OUT/tau2-lake"
+LITELLM_LOCAL_MODEL_COST_MAP=True "$PYTHON" benchmarks/graph_gold.py catalog tau2 \
+  --out "$DEMO_OUT/tau2_tools.json"
+$ASTRA pipeline trajectories --lake "$TAU2_LAKE" --source "$DEMO_OUT/tau2_tools.json" \
+  --set synthesis.chains_per_server=8
+echo "-- the graph's evidence by signal:"
+$ASTRA lake query --lake "$TAU2_LAKE" "SELECT e.kind AS signal, count(*) AS matches FROM (SELECT UNNEST(evidence) AS e FROM tool_edges) GROUP BY signal ORDER BY matches DESC"
+echo "-- edges that rest on an inferred output (the producer declares none):"
+$ASTRA lake query --lake "$TAU2_LAKE" "WITH ev AS (SELECT source_tool_id, target_tool_id, UNNEST(evidence) AS e FROM tool_edges) SELECT p.name AS producer, c.name AS consumer, e.source_field AS produces, e.target_param AS feeds, round(e.score, 2) AS score FROM ev JOIN tools p ON p.id = ev.source_tool_id JOIN tools c ON c.id = ev.target_tool_id WHERE e.detail LIKE '%inferred output%' ORDER BY score DESC, producer, consumer LIMIT 8"
+echo "-- a catalog with nothing to link stops the pipeline with the reason and exit code 2:"
+if $ASTRA pipeline trajectories --lake "$DEMO_OUT/unlinked-lake" --source tests/data/unlinked_catalog.json; then
+  echo "error: the unlinked catalog should have stopped the pipeline" >&2
+  exit 1
+fi
+
 step "11. Environments: QA traces from the trajectories, tools verified in the sandbox"
 $ASTRA pipeline environments --snapshot demo-environments
 $ASTRA lake query "SELECT selected, scenario, count(*) AS traces FROM qa_traces GROUP BY selected, scenario ORDER BY scenario"

@@ -585,6 +585,10 @@ class CatalogModel:
       W and W's record lists X;
     - descriptions: a tool about W that says it includes Xs (``get_user_details``: "including
       their orders") makes W's record list X's ids and X's record point back to W.
+
+    A tool is about the things whose ids it takes and its name names
+    (``update_reservation_flights(reservation_id, ...)`` is about a reservation), else about
+    its name's entity (``book_reservation``).
     """
 
     id_params: dict[tuple[str, ...], InputParam]
@@ -620,10 +624,8 @@ class CatalogModel:
                         own(pointed, entity)
                     elif pointed is None and param.json_type in ("array", "object"):
                         records[entity].setdefault(param.name, param)
-            if head is None:
-                continue
             text = _text_sequence(tool.description)
-            for owner in [e for e in id_params if e[-1:] == (head,)]:
+            for owner in about:
                 for entity in id_params:
                     if entity != owner and _contains(text, entity):
                         own(owner, entity)
