@@ -55,8 +55,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -316,6 +317,7 @@ def singular(word: str) -> str:
     return word[:-1]
 
 
+@lru_cache(maxsize=1 << 16)
 def name_tokens(name: str) -> tuple[str, ...]:
     """The lower-case words of an identifier, singular.
 
@@ -329,6 +331,7 @@ def name_tokens(name: str) -> tuple[str, ...]:
     return tuple(singular(w) for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w)
 
 
+@lru_cache(maxsize=1 << 16)
 def description_tokens(text: str) -> frozenset[str]:
     """The content words of a description.
 
@@ -339,15 +342,17 @@ def description_tokens(text: str) -> frozenset[str]:
     return frozenset(singular(w) for w in words if w not in _STOPWORDS and len(w) > 1)
 
 
-def _text_sequence(text: str) -> list[str]:
+@lru_cache(maxsize=1 << 16)
+def _text_sequence(text: str) -> tuple[str, ...]:
     """The words of free text in order, singular, identifiers split into words."""
     words: list[str] = []
     for raw in re.findall(r"[A-Za-z0-9_]+", text):
         words.extend(name_tokens(raw))
-    return words
+    return tuple(words)
 
 
-def is_generic(tokens: Iterable[str]) -> bool:
+@lru_cache(maxsize=1 << 16)
+def is_generic(tokens: tuple[str, ...]) -> bool:
     """Whether every word is generic (``id``, ``name``, ``query`` ...).
 
     >>> is_generic(("id",)), is_generic(("order", "id")), is_generic(())
@@ -388,7 +393,7 @@ class OutputField:
     item_type: str | None = None
     inferred: bool = False
 
-    @property
+    @cached_property
     def tokens(self) -> tuple[str, ...]:
         return name_tokens(self.name)
 
@@ -401,7 +406,7 @@ class InputParam:
     required: bool = True
     item_type: str | None = None
 
-    @property
+    @cached_property
     def tokens(self) -> tuple[str, ...]:
         return name_tokens(self.name)
 
@@ -855,8 +860,8 @@ def name_relation(
 
 def specific_name(tokens: tuple[str, ...], *, listing: bool = False) -> tuple[str, ...] | None:
     """A name's words, if specific enough to be looked for in free text (two words, or one of
-    four letters or more, not all generic). A list (``listing``) named ``<X>_content`` or
-    ``<X>_list`` holds Xs' entries, so its trailing generic words are dropped first.
+    ``MIN_NAMED_WORD`` letters or more, not all generic). A list (``listing``) named
+    ``<X>_content`` or ``<X>_list`` holds Xs' entries, so its trailing generic words go first.
 
     >>> specific_name(("current", "directory", "content"), listing=True)
     ('current', 'directory')
@@ -868,9 +873,9 @@ def specific_name(tokens: tuple[str, ...], *, listing: bool = False) -> tuple[st
     words = list(tokens)
     while listing and len(words) > 1 and words[-1] in GENERIC_TOKENS:
         words.pop()
-    if is_generic(words) or len(words) > MAX_PHRASE_WORDS:
+    if is_generic(tuple(words)) or len(words) > MAX_PHRASE_WORDS:
         return None
-    if len(words) == 1 and len(words[0]) < 4:
+    if len(words) == 1 and len(words[0]) < MIN_NAMED_WORD:
         return None
     return tuple(words)
 
@@ -888,6 +893,9 @@ def _suffixes(tokens: tuple[str, ...]) -> list[tuple[str, ...]]:
     return [tokens[i:] for i in range(len(tokens))]
 
 
+_Index = dict[tuple[str, ...], list[tuple[int, InputParam]]]
+
+
 @dataclass
 class _ToolSide:
     """One tool's fields and parameters, prepared once per server."""
@@ -897,6 +905,7 @@ class _ToolSide:
     params: list[InputParam]
     own_names: frozenset[tuple[str, ...]]
     qualifier: str | None
+    echoes: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -905,6 +914,8 @@ class ServerMatcher:
 
     tools: Sequence[Tool]
     signals: Signals = field(default_factory=Signals)
+    floor: float = 0.0
+    """Matches that cannot reach this score are not scored in full (``edges`` sets it)."""
 
     def __post_init__(self) -> None:
         self.ordered = sorted(self.tools, key=lambda t: (t.name, t.id))
@@ -931,28 +942,37 @@ class ServerMatcher:
         """How many tools declare an output schema or have one inferred."""
         return sum(1 for side in self.sides if side.fields)
 
-    def _param_index(self) -> dict[tuple[str, ...], list[tuple[int, InputParam]]]:
-        index: dict[tuple[str, ...], list[tuple[int, InputParam]]] = defaultdict(list)
+    def _param_indexes(self) -> tuple[_Index, _Index]:
+        """Parameters by their whole name, and (with ``affix``) by each shorter tail of it
+        that a field could stand for: a specific tail (``place_id``), or a generic one behind
+        role words only (``id`` of ``from_id``)."""
+        whole: _Index = defaultdict(list)
+        tails: _Index = defaultdict(list)
         affix = "affix" in self.signals
         for i, side in enumerate(self.sides):
             for param in side.params:
                 tokens = param.tokens
-                keys = _suffixes(tokens) if affix else [tokens]
-                for key in keys:
+                whole[tokens].append((i, param))
+                for key in _suffixes(tokens)[1:] if affix else ():
                     role = tokens[: len(tokens) - len(key)]
-                    if key == tokens or not is_generic(key) or all(r in ROLE_TOKENS for r in role):
-                        index[key].append((i, param))
-        return index
+                    if not is_generic(key) or all(r in ROLE_TOKENS for r in role):
+                        tails[key].append((i, param))
+        return whole, tails
 
     def _score(
         self, source: _ToolSide, out: OutputField, param: InputParam, relation: Any, *, kind: str
     ) -> FieldMatch | None:
+        """The match's score and why, or None when the types do not fit or even a perfect
+        type and description could not lift it to ``self.floor`` (most candidates of a large
+        API end here, before their descriptions are compared)."""
         name, how, shared = relation
-        ids = "id_types" in self.signals
+        factor, penalties = self._factors(source, out, param, shared, how)
+        if (NAME_WEIGHT * name + TYPE_WEIGHT + DESCRIPTION_WEIGHT) * factor < self.floor:
+            return None
         by_type = type_score(
             out.json_type,
             param.json_type,
-            ids=ids,
+            ids="id_types" in self.signals,
             produced_item=out.item_type,
             wanted_item=param.item_type,
         )
@@ -964,48 +984,54 @@ class ServerMatcher:
             f"name {how} {name}",
             f"type {out.json_type}->{param.json_type} {by_type}",
             f"description overlap {by_description}",
+            *penalties,
         ]
-        score, notes = self._adjust(source, out, param, shared, how, score, notes)
         if out.inferred:
             notes.append("inferred output")
-        return FieldMatch(out.path, param.name, round(score, 4), "; ".join(notes), kind)
+        return FieldMatch(out.path, param.name, round(score * factor, 4), "; ".join(notes), kind)
 
-    def _adjust(
+    def _factors(
         self,
         source: _ToolSide,
         out: OutputField,
         param: InputParam,
         shared: tuple[str, ...],
         how: str,
-        score: float,
-        notes: list[str],
     ) -> tuple[float, list[str]]:
+        """What a match's score is multiplied by (optional parameter, penalties), and why."""
+        factor, notes = 1.0, []
         if not param.required:
-            score *= OPTIONAL_FACTOR
+            factor *= OPTIONAL_FACTOR
             notes.append(f"optional x{OPTIONAL_FACTOR}")
         if "penalties" in self.signals:
             if how not in ("qualified", "role-affixed") and is_generic(shared):
-                score *= GENERIC_FACTOR
+                factor *= GENERIC_FACTOR
                 notes.append(f"generic name x{GENERIC_FACTOR}")
-            if not out.inferred and self._echoes(source, out):
-                score *= ECHO_FACTOR
+            if not out.inferred and self._echoes(source, out):  # cached per field
+                factor *= ECHO_FACTOR
                 notes.append(f"echo of its own input x{ECHO_FACTOR}")
-        return score, notes
+        return factor, notes
 
     @staticmethod
     def _echoes(side: _ToolSide, out: OutputField) -> bool:
         """Whether the field is one of the tool's own inputs handed back (``order_id``, or the
         top-level ``id`` of ``get_order(order_id)``)."""
-        if out.tokens in side.own_names:
-            return True
-        owner = out.holder.split("_") if out.holder else [side.qualifier] if side.qualifier else []
-        return bool(owner) and (*owner, *out.tokens) in side.own_names
+        known = side.echoes.get(out.path)
+        if known is None:
+            owner = (
+                out.holder.split("_") if out.holder else [side.qualifier] if side.qualifier else []
+            )
+            known = out.tokens in side.own_names or (
+                bool(owner) and (*owner, *out.tokens) in side.own_names
+            )
+            side.echoes[out.path] = known
+        return known
 
     def _self_allowed(self, side: _ToolSide, out: OutputField, param: InputParam) -> bool:
         return "self" in self.signals and not self._echoes(side, out) and not out.inferred
 
     def name_matches(self) -> dict[tuple[int, int], list[FieldMatch]]:
-        index = self._param_index()
+        whole, tails = self._param_indexes()
         affix = "affix" in self.signals
         found: dict[tuple[int, int], list[FieldMatch]] = defaultdict(list)
         for s, side in enumerate(self.sides):
@@ -1014,16 +1040,22 @@ class ServerMatcher:
                 holders = [tuple(out.holder.split("_"))] if out.holder else []
                 if out.holder is None and side.qualifier:
                     holders.append((side.qualifier,))
-                keys = {tokens, *((*h, *tokens) for h in holders)}
+                named = [tokens, *((*h, *tokens) for h in holders)]
+                # exact or qualified: the whole name; role-affixed: a parameter's tail
+                candidates = [whole.get(k, ()) for k in named]
                 if affix:
-                    keys.update(_suffixes(tokens))
-                    for h in holders:
-                        keys.update(_suffixes((*h, *tokens)))
+                    candidates += [tails.get(k, ()) for k in named]
+                    shorter = _suffixes(tokens)[1:]
+                    # qualifier-affixed: a tail of the field is the parameter's whole name;
+                    # a shared tail of two words or more
+                    candidates += [whole.get(k, ()) for k in shorter]
+                    candidates += [tails.get(k, ()) for k in shorter if len(k) >= 2]
                 seen: set[tuple[int, str]] = set()
-                for key in keys:
-                    for t, param in index.get(key, ()):
+                for group in candidates:
+                    for t, param in group:
                         if (t, param.name) in seen:
                             continue
+                        seen.add((t, param.name))
                         if t == s and not self._self_allowed(side, out, param):
                             continue
                         relation = name_relation(tokens, holders, param.tokens, affix)
@@ -1032,7 +1064,6 @@ class ServerMatcher:
                         kind = "schema_match" if relation[1] in ("exact", "qualified") else "affix"
                         hit = self._score(side, out, param, relation, kind=kind)
                         if hit is not None:
-                            seen.add((t, param.name))
                             found[(s, t)].append(hit)
         return found
 
@@ -1057,8 +1088,6 @@ class ServerMatcher:
                         how = "named in the parameter's description"
                         candidates.setdefault((t, param.name), (param, how, named))
                 for gram in _phrases(_text_sequence(out.description)):
-                    if len(gram) < 2 and len(gram[0]) < MIN_NAMED_WORD:
-                        continue  # one short word in prose ("user", "lines") says too little
                     for t, param in by_name.get(gram, ()):
                         how = "named in the field's description"
                         candidates.setdefault((t, param.name), (param, how, gram))
@@ -1165,6 +1194,7 @@ class ServerMatcher:
     def edges(self, min_score: float) -> list[Edge]:
         """Every edge whose best match scores at least ``min_score``, ordered by (source name,
         target name); evidence ordered by parameter, then score."""
+        self.floor = min_score
         found = self.name_matches() if self.signals.enabled & {"schema", "affix"} else {}
         if "producer_named" in self.signals:
             for key, hits in self.producer_named().items():

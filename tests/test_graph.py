@@ -279,6 +279,6 @@ def test_indexed_matching_finds_exactly_the_pairwise_edges(
         indexed = ServerMatcher(group, names_only)
         brute = ServerMatcher(group, names_only)
         every = [(t, p) for t, side in enumerate(brute.sides) for p in side.params]
-        brute._param_index = lambda every=every: _EveryParam(every)  # type: ignore[method-assign]
+        brute._param_indexes = lambda every=every: (_EveryParam(every), _EveryParam(every))  # type: ignore[method-assign]
         assert indexed.edges(0.5) == brute.edges(0.5)
         assert indexed.edges(0.5)
