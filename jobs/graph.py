@@ -102,11 +102,12 @@ class GraphParams(BackendParams):
             + " (see jobs/graph_signals.py); 'schema' alone is the graph as first built"
         },
     )
-    semantic_max_tools: int = field(
-        default=64,
+    semantic_max_texts: int = field(
+        default=600,
         metadata={
             "help": "compare output fields and parameters by embedding similarity only on "
-            "servers with at most this many tools (every field against every parameter)"
+            "servers with at most this many fields and parameters in all (every field is "
+            "compared with every parameter)"
         },
     )
     min_score: float = field(
@@ -141,10 +142,10 @@ class GraphParams(BackendParams):
         unknown = sorted(set(self.signals) - set(SIGNALS))
         if unknown:
             raise ValueError(f"unknown graph signals {unknown}; choose from {list(SIGNALS)}")
-        if self.semantic_max_tools < 0:
+        if self.semantic_max_texts < 0:
             raise ValueError(
-                f"semantic_max_tools must be 0 (no semantic matching) or more, "
-                f"got {self.semantic_max_tools}"
+                f"semantic_max_texts must be 0 (no semantic matching) or more, "
+                f"got {self.semantic_max_texts}"
             )
         if self.llm_max_tools < 2:
             raise ValueError(f"llm_max_tools must be at least 2, got {self.llm_max_tools}")
@@ -169,7 +170,7 @@ def server_graph(
     """Edges from every enabled signal, judged by the LLM when one is configured, capped in
     degree; counts tools that neither declare nor let us infer an output."""
     matcher = ServerMatcher(
-        tools, Signals(frozenset(params.signals), semantic_max_tools=params.semantic_max_tools)
+        tools, Signals(frozenset(params.signals), semantic_max_texts=params.semantic_max_texts)
     )
     edges = [e.to_row() for e in matcher.edges(params.min_score)]
     graph = ServerGraph(edges)

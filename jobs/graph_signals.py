@@ -18,7 +18,8 @@ detail saying why. The signals (each can be switched off for an ablation):
 ``semantic``
     Cosine similarity of all-MiniLM-L6-v2 embeddings (the model ships in a package) of the
     field (entity, path, description) and the parameter (name, description), for pairs no name
-    signal linked, on servers of at most ``semantic_max_tools`` tools.
+    signal linked, on servers with at most ``semantic_max_texts`` fields and parameters in all
+    (every field is compared with every parameter; large APIs would cost minutes each).
 ``producer_named``
     The parameter's description names the producer: "can be retrieved from Search Airport".
 ``inferred``
@@ -33,7 +34,8 @@ detail saying why. The signals (each can be switched off for an ablation):
     ``symbol``). Trailing generic words of a field's name are dropped first
     (``current_directory_content`` is named by "the file from current directory").
 ``optional``
-    Optional parameters are matched too, at 0.85 of the score.
+    Optional parameters are matched too, at 0.85 of the score, and only on specific words
+    (an optional ``id``, ``name`` or ``status`` is a filter, not a dependency).
 ``id_types``
     ``number`` and ``string`` identifiers fit each other (an id is an id, whatever its JSON
     type), at type score 0.75; a list of T fits a T parameter and a T fits a list of T (0.8).
@@ -557,7 +559,7 @@ class Signals:
     """Which signals are on, and their knobs."""
 
     enabled: frozenset[str] = frozenset(SIGNALS)
-    semantic_max_tools: int = 64
+    semantic_max_texts: int = 600
 
     def __contains__(self, signal: str) -> bool:
         return signal in self.enabled
@@ -807,9 +809,10 @@ def _tail(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
     return a[len(a) - n :] if n else ()
 
 
+@lru_cache(maxsize=1 << 18)
 def name_relation(
     field_tokens: tuple[str, ...],
-    qualifiers: Sequence[tuple[str, ...]],
+    qualifiers: tuple[tuple[str, ...], ...],
     param_tokens: tuple[str, ...],
     affix: bool,
 ) -> tuple[float, str, tuple[str, ...]] | None:
@@ -820,7 +823,7 @@ def name_relation(
 
     >>> name_relation(("flight", "id"), (), ("flight", "id"), False)
     (1.0, 'exact', ('flight', 'id'))
-    >>> name_relation(("id",), [("flight",)], ("flight", "id"), False)
+    >>> name_relation(("id",), (("flight",),), ("flight", "id"), False)
     (0.9, 'qualified', ('flight', 'id'))
     >>> name_relation(("latitude",), (), ("pick", "up", "latitude"), True)[:2]
     (0.8, 'role-affixed')
@@ -920,6 +923,8 @@ class ServerMatcher:
     def __post_init__(self) -> None:
         self.ordered = sorted(self.tools, key=lambda t: (t.name, t.id))
         include_optional = "optional" in self.signals
+        self._penalise = "penalties" in self.signals
+        self._id_types = "id_types" in self.signals
         model = CatalogModel.of(self.ordered)
         self.sides: list[_ToolSide] = []
         for tool in self.ordered:
@@ -964,15 +969,27 @@ class ServerMatcher:
     ) -> FieldMatch | None:
         """The match's score and why, or None when the types do not fit or even a perfect
         type and description could not lift it to ``self.floor`` (most candidates of a large
-        API end here, before their descriptions are compared)."""
+        API end here, before their descriptions are compared). Hot: kept flat on purpose."""
         name, how, shared = relation
-        factor, penalties = self._factors(source, out, param, shared, how)
+        factor, penalties = 1.0, []
+        if not param.required:
+            if is_generic(shared):
+                return None  # optional filters (id, name, status) are linked by specific words only
+            factor *= OPTIONAL_FACTOR
+            penalties.append(f"optional x{OPTIONAL_FACTOR}")
+        if self._penalise:
+            if how not in ("qualified", "role-affixed") and is_generic(shared):
+                factor *= GENERIC_FACTOR
+                penalties.append(f"generic name x{GENERIC_FACTOR}")
+            if not out.inferred and self._echoes(source, out):
+                factor *= ECHO_FACTOR
+                penalties.append(f"echo of its own input x{ECHO_FACTOR}")
         if (NAME_WEIGHT * name + TYPE_WEIGHT + DESCRIPTION_WEIGHT) * factor < self.floor:
             return None
         by_type = type_score(
             out.json_type,
             param.json_type,
-            ids="id_types" in self.signals,
+            ids=self._id_types,
             produced_item=out.item_type,
             wanted_item=param.item_type,
         )
@@ -989,28 +1006,6 @@ class ServerMatcher:
         if out.inferred:
             notes.append("inferred output")
         return FieldMatch(out.path, param.name, round(score * factor, 4), "; ".join(notes), kind)
-
-    def _factors(
-        self,
-        source: _ToolSide,
-        out: OutputField,
-        param: InputParam,
-        shared: tuple[str, ...],
-        how: str,
-    ) -> tuple[float, list[str]]:
-        """What a match's score is multiplied by (optional parameter, penalties), and why."""
-        factor, notes = 1.0, []
-        if not param.required:
-            factor *= OPTIONAL_FACTOR
-            notes.append(f"optional x{OPTIONAL_FACTOR}")
-        if "penalties" in self.signals:
-            if how not in ("qualified", "role-affixed") and is_generic(shared):
-                factor *= GENERIC_FACTOR
-                notes.append(f"generic name x{GENERIC_FACTOR}")
-            if not out.inferred and self._echoes(source, out):  # cached per field
-                factor *= ECHO_FACTOR
-                notes.append(f"echo of its own input x{ECHO_FACTOR}")
-        return factor, notes
 
     @staticmethod
     def _echoes(side: _ToolSide, out: OutputField) -> bool:
@@ -1037,9 +1032,11 @@ class ServerMatcher:
         for s, side in enumerate(self.sides):
             for out in side.fields:
                 tokens = out.tokens
-                holders = [tuple(out.holder.split("_"))] if out.holder else []
-                if out.holder is None and side.qualifier:
-                    holders.append((side.qualifier,))
+                holders: tuple[tuple[str, ...], ...] = ()
+                if out.holder:
+                    holders = (tuple(out.holder.split("_")),)
+                elif side.qualifier:
+                    holders = ((side.qualifier,),)
                 named = [tokens, *((*h, *tokens) for h in holders)]
                 # exact or qualified: the whole name; role-affixed: a parameter's tail
                 candidates = [whole.get(k, ()) for k in named]
@@ -1155,11 +1152,9 @@ class ServerMatcher:
     ) -> dict[tuple[int, int], list[FieldMatch]]:
         """Field/parameter pairs that no name signal linked, by embedding similarity."""
         found: dict[tuple[int, int], list[FieldMatch]] = defaultdict(list)
-        if len(self.sides) > self.signals.semantic_max_tools:
-            return found
         outs = [(s, out) for s, side in enumerate(self.sides) for out in side.fields]
         ins = [(t, p) for t, side in enumerate(self.sides) for p in side.params]
-        if not outs or not ins:
+        if not outs or not ins or len(outs) + len(ins) > self.signals.semantic_max_texts:
             return found
         from jobs.envs.embed import embed
 
