@@ -37,8 +37,9 @@ detail saying why. The signals (each can be switched off for an ablation):
     Optional parameters are matched too, at 0.85 of the score, and only on specific words
     (an optional ``id``, ``name`` or ``status`` is a filter, not a dependency).
 ``id_types``
-    ``number`` and ``string`` identifiers fit each other (an id is an id, whatever its JSON
-    type), at type score 0.75; a list of T fits a T parameter and a T fits a list of T (0.8).
+    ``number`` and ``string`` fit each other when either side is named as an identifier (an
+    id is an id, whatever its JSON type), at type score 0.75; a list of T fits a T parameter
+    and a T fits a list of T (0.8).
 ``self``
     Self-edges, when a field of A feeds A's own parameter without merely echoing it (a paging
     cursor: ``next_cursor`` -> ``cursor``).
@@ -755,19 +756,21 @@ def type_score(
     wanted: str | None,
     *,
     ids: bool = False,
+    lists: bool = False,
     produced_item: str | None = None,
     wanted_item: str | None = None,
 ) -> float:
     """How well a value of JSON type ``produced`` fits a parameter of type ``wanted``.
 
-    With ``ids`` (the ``id_types`` signal, for identifier names) numbers and strings fit each
-    other, and a list fits a parameter of its item type and the other way round.
+    With ``ids`` (an identifier on either side, under the ``id_types`` signal) numbers and
+    strings fit each other; with ``lists`` a list fits a parameter of its item type and the
+    other way round.
 
     >>> type_score("integer", "number"), type_score("number", "integer")
     (1.0, 0.5)
     >>> type_score("string", "integer"), type_score("string", "integer", ids=True)
     (0.0, 0.75)
-    >>> type_score("array", "string", ids=True, produced_item="string")
+    >>> type_score("array", "string", lists=True, produced_item="string")
     0.8
     >>> type_score(None, "string")
     0.5
@@ -778,16 +781,23 @@ def type_score(
         return 1.0
     if (produced, wanted) == ("number", "integer"):
         return 0.5
-    if not ids:
-        return 0.0
     scalar = {"string", "integer", "number"}
-    if produced in scalar and wanted in scalar:
+    if ids and produced in scalar and wanted in scalar:
         return 0.75
-    if produced == "array" and (produced_item is None or produced_item == wanted):
+    if lists and produced == "array" and (produced_item is None or produced_item == wanted):
         return 0.8
-    if wanted == "array" and (wanted_item is None or wanted_item == produced):
+    if lists and wanted == "array" and (wanted_item is None or wanted_item == produced):
         return 0.8
     return 0.0
+
+
+def is_id_name(tokens: tuple[str, ...]) -> bool:
+    """Whether a name says it holds an identifier (``order_id``, ``uuid``, ``flightNumber``).
+
+    >>> is_id_name(("order", "id")), is_id_name(("amount",)), is_id_name(("id",))
+    (True, False, True)
+    """
+    return bool(tokens) and tokens[-1] in ID_SUFFIXES
 
 
 def description_score(a: str, b: str) -> float:
@@ -989,7 +999,8 @@ class ServerMatcher:
         by_type = type_score(
             out.json_type,
             param.json_type,
-            ids=self._id_types,
+            ids=self._id_types and (is_id_name(out.tokens) or is_id_name(param.tokens)),
+            lists=self._id_types,
             produced_item=out.item_type,
             wanted_item=param.item_type,
         )

@@ -110,6 +110,31 @@ def resolve_field(output: Any, field: str) -> Any:
     return _find_key(output, parts[-1])
 
 
+def fit_value(value: Any, schema: Any) -> Any:
+    """An earlier output's value shaped for the parameter it feeds, where the graph linked
+    them across a type: one value into a list parameter, a numeric id string into a number, a
+    number into a string id. Anything else is passed as it is.
+
+    >>> fit_value("ITE-1", {"type": "array", "items": {"type": "string"}})
+    ['ITE-1']
+    >>> fit_value("42", {"type": "integer"}), fit_value(7, {"type": "string"})
+    (42, '7')
+    >>> fit_value("REC-9", {"type": "integer"})
+    'REC-9'
+    """
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "array" and not isinstance(value, list):
+        return [value]
+    if kind in ("integer", "number") and isinstance(value, str):
+        try:
+            return int(value) if kind == "integer" else float(value)
+        except ValueError:
+            return value
+    if kind == "string" and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def _find_key(value: Any, key: str) -> Any:
     if isinstance(value, dict):
         if key in value and not isinstance(value[key], dict | list):
@@ -325,12 +350,13 @@ class OfflineSynthesizer:
         sources = param_sources(plan.steps, index, self.edges)
         required = set(required_params(tool))
         args: dict[str, Any] = {}
-        for name in param_schemas(tool):
+        schemas = param_schemas(tool)
+        for name in schemas:
             if name in sources:
                 step, field = sources[name]
                 value = resolve_field(outputs[step], field)
                 if value is not _MISSING:
-                    args[name] = value
+                    args[name] = fit_value(value, schemas[name])
                     continue
             if name in plan.values:
                 args[name] = plan.values[name]
