@@ -10,6 +10,9 @@ to names. Metrics, per catalog and combined (micro over all pairs):
 - **recall**: hits / gold pairs;
 - **precision**: hits / predicted edges whose two tools are both exercised by gold calls on
   that server (an edge among tools the gold never calls cannot be judged);
+- **precision_in_order**: hits / predicted edges A -> B such that some gold task called A
+  before B on that server (the only edges the gold could confirm: a task that never calls B
+  after A says nothing about A -> B);
 - **precision_all**: hits / every predicted edge (a lower bound: an unjudged edge counts as
   wrong).
 
@@ -273,6 +276,7 @@ class Score:
     gold: int = 0
     edges: int = 0
     judged: int = 0
+    in_order: int = 0
     hits: int = 0
     hits_first_source: int = 0
     gold_first_source: int = 0
@@ -292,11 +296,23 @@ class Score:
         return self.ratio(self.hits, self.judged)
 
     @property
+    def precision_in_order(self) -> float | None:
+        return self.ratio(self.hits, self.in_order)
+
+    @property
     def precision_all(self) -> float | None:
         return self.ratio(self.hits, self.edges)
 
     def add(self, other: Score) -> None:
-        for name in ("gold", "edges", "judged", "hits", "hits_first_source", "gold_first_source"):
+        for name in (
+            "gold",
+            "edges",
+            "judged",
+            "in_order",
+            "hits",
+            "hits_first_source",
+            "gold_first_source",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.missed += other.missed
         self.wrong += other.wrong
@@ -309,6 +325,8 @@ class Score:
             "hits": self.hits,
             "recall": self.recall,
             "precision": self.precision,
+            "precision_in_order": self.precision_in_order,
+            "in_order_edges": self.in_order,
             "precision_all": self.precision_all,
             "recall_first_source": self.ratio(self.hits_first_source, self.gold_first_source),
         }
@@ -335,6 +353,7 @@ def score(predicted: set[Pair], gold: GoldSet) -> Score:
         gold=len(gold.pairs),
         edges=len(predicted),
         judged=len(judged),
+        in_order=len(predicted & gold.called_before),
         hits=len(hits),
         hits_first_source=len(predicted & gold.first_source_pairs),
         gold_first_source=len(gold.first_source_pairs),
@@ -518,8 +537,8 @@ def gold_table(golds: dict[str, GoldSet]) -> list[str]:
 def method_table(results: dict[str, dict[str, Score]], catalogs: Sequence[str]) -> list[str]:
     head = " | ".join(f"{c} R / P (edges)" for c in catalogs)
     lines = [
-        f"| method | {head} | recall | precision | precision_all | edges |",
-        "|---|" + "---:|" * (len(catalogs) + 4),
+        f"| method | {head} | recall | precision | precision_in_order | precision_all | edges |",
+        "|---|" + "---:|" * (len(catalogs) + 5),
     ]
     for method, scores in results.items():
         cells = " | ".join(
@@ -529,15 +548,16 @@ def method_table(results: dict[str, dict[str, Score]], catalogs: Sequence[str]) 
         total = scores["combined"]
         lines.append(
             f"| {method} | {cells} | {fmt(total.recall)} | {fmt(total.precision)} "
-            f"| {fmt(total.precision_all)} | {total.edges} |"
+            f"| {fmt(total.precision_in_order)} | {fmt(total.precision_all)} | {total.edges} |"
         )
     return lines
 
 
 def ablation_table(results: dict[str, dict[str, Score]], reference: Score) -> list[str]:
     lines = [
-        "| signals | recall | Δ recall | precision | Δ precision | precision_all | edges |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| signals | recall | Δ recall | precision | Δ precision | precision_in_order "
+        "| precision_all | edges |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def delta(a: float | None, b: float | None) -> str:
@@ -548,7 +568,7 @@ def ablation_table(results: dict[str, dict[str, Score]], reference: Score) -> li
         lines.append(
             f"| {name} | {fmt(s.recall)} | {delta(s.recall, reference.recall)} "
             f"| {fmt(s.precision)} | {delta(s.precision, reference.precision)} "
-            f"| {fmt(s.precision_all)} | {s.edges} |"
+            f"| {fmt(s.precision_in_order)} | {fmt(s.precision_all)} | {s.edges} |"
         )
     return lines
 

@@ -29,12 +29,14 @@ A value only counts as produced by call i when it is not also among call i's own
 (a tool that echoes ``order_id`` back did not produce it; it came from the user). Trivial
 values are ignored because they coincide by accident, not by data flow: booleans, None,
 strings shorter than :data:`MIN_STRING_CHARS` characters, and integral numbers with an
-absolute value below :data:`MIN_INTEGER` (counts, small quantities, flags such as ``1``);
-non-integral numbers are kept (a computed ``26.333`` reused later is a real flow). Dict keys
-are leaves too: several backends key their results by id (``{"USR002": [...]}``). Every
-earlier call that produced the value counts as a producer, and a tool feeding a later call of
-itself (paging, follow-ups) counts. A call that raises (or that BFCL's executor reports as
-``Error during execution``) is recorded as failed and produces nothing.
+absolute value below :data:`MIN_INTEGER` (counts, small quantities, flags such as ``1``),
+except where the small integer is passed to a parameter named as an identifier
+(``ticket_id=2``: BFCL's ticket ids count from 1). Non-integral numbers are kept (a computed
+``26.333`` reused later is a real flow). Dict keys are leaves too: several backends key
+their results by id (``{"USR002": [...]}``). Every earlier call that produced the value
+counts as a producer, and a tool feeding a later call of itself (paging, follow-ups) counts.
+A call that raises (or that BFCL's executor reports as ``Error during execution``) is
+recorded as failed and produces nothing.
 
 Run: ``python benchmarks/graph_gold.py catalog {tau2-retail,tau2-airline,tau2-telecom,tau2,
 bfcl} --out FILE`` writes an MCP catalog our ingest reads; ``python benchmarks/graph_gold.py
@@ -145,12 +147,26 @@ class Flow:
         return (self.producer, self.consumer, self.parameter)
 
 
-def significant(value: Any) -> bool:
-    """Whether a leaf value is specific enough that an equal value later is a data flow.
+ID_PARAMETER = re.compile(r"(^|_)id$|Id$|(^|_)ids$|Ids$")
+"""Parameter names that say they take an identifier (``ticket_id``, ``userId``, ``ids``)."""
+
+
+def significant(value: Any, parameter: str | None = None) -> bool:
+    """Whether a leaf value is specific enough that an equal value later is a data flow; a
+    small integer counts when it is passed to an identifier ``parameter``.
 
     >>> [significant(v) for v in ["#W2378156", "US", "", 7, 12446, 26.33, 2.0, True, None]]
     [True, False, False, False, True, True, False, False, False]
+    >>> significant(2, "ticket_id"), significant(2, "priority")
+    (True, False)
     """
+    if (
+        parameter is not None
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+        and ID_PARAMETER.search(parameter)
+    ):
+        return True
     if isinstance(value, bool) or value is None:
         return False
     if isinstance(value, str):
@@ -160,6 +176,10 @@ def significant(value: Any) -> bool:
             return False
         return not (float(value).is_integer() and abs(value) < MIN_INTEGER)
     return False
+
+
+def _small_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def leaves(value: Any) -> Iterator[str | int | float]:
@@ -219,7 +239,7 @@ def value_flow(calls: Sequence[Call], first_source: bool = False) -> list[Flow]:
         for parameter, argument in call.arguments.items():
             found: set[int] = set()
             for value in _argument_leaves(argument):
-                if not significant(value):
+                if not significant(value, parameter):
                     continue
                 if first_source:
                     producers = [source[value]] if value in source else []
@@ -229,8 +249,19 @@ def value_flow(calls: Sequence[Call], first_source: bool = False) -> list[Flow]:
                     if i not in found:
                         found.add(i)
                         flows.append(Flow(calls[i].name, call.name, parameter, value, i, j))
-        echoed = {v for v in _argument_leaves(call.arguments) if significant(v)}
-        outputs = set() if call.failed else {v for v in leaves(call.output) if significant(v)}
+        echoed = {
+            v
+            for parameter, argument in call.arguments.items()
+            for v in _argument_leaves(argument)
+            if significant(v, parameter)
+        }
+        # small integers are kept on the output side: they count only where a later call
+        # passes them to an identifier parameter (see significant)
+        outputs = (
+            set()
+            if call.failed
+            else {v for v in leaves(call.output) if significant(v) or _small_integer(v)}
+        )
         produced.append(outputs - echoed)
         for value in outputs - echoed - first_seen:
             source[value] = j
@@ -264,6 +295,9 @@ class GoldSet:
     tasks: int = 0
     calls: int = 0
     failed_calls: int = 0
+    called_before: set[Pair] = field(default_factory=set)
+    """(server, A, B) where some task called A before B on that server: the pairs the gold
+    could confirm or refute. An edge between tools no task called in that order is unjudged."""
     cross_server_pairs: set[tuple[str, str, str, str]] = field(default_factory=set)
     """(producer server, producer, consumer server, consumer) flows dropped (BFCL only)."""
     versions: dict[str, str] = field(default_factory=dict)
@@ -279,6 +313,10 @@ class GoldSet:
         self.failed_calls += sum(c.failed for c in calls)
         for call, server in zip(calls, servers, strict=True):
             self.exercised.setdefault(server, set()).add(call.name)
+        for j, later in enumerate(calls):
+            for i in range(j):
+                if servers[i] == servers[j]:
+                    self.called_before.add((servers[j], calls[i].name, later.name))
         seen: set[Triple] = set()
         for flow in value_flow(calls):
             source, target = servers[flow.producer_index], servers[flow.consumer_index]
@@ -307,6 +345,7 @@ class GoldSet:
             "pairs": len(self.pairs),
             "self_pairs": sum(p[1] == p[2] for p in self.pairs),
             "pairs_first_source": len(self.first_source_pairs),
+            "pairs_called_in_order": len(self.called_before),
             "triples": len(self.triples),
             "tools_exercised": sum(len(t) for t in self.exercised.values()),
             "dropped_cross_server_pairs": self.dropped_cross_server,
