@@ -30,8 +30,9 @@ A value only counts as produced by call i when it is not also among call i's own
 values are ignored because they coincide by accident, not by data flow: booleans, None,
 strings shorter than :data:`MIN_STRING_CHARS` characters, and integral numbers with an
 absolute value below :data:`MIN_INTEGER` (counts, small quantities, flags such as ``1``),
-except where the small integer is passed to a parameter named as an identifier
-(``ticket_id=2``: BFCL's ticket ids count from 1). Non-integral numbers are kept (a computed
+except where an output holds the small integer under an identifier key and a later call
+passes it to a parameter named as an identifier (``{"id": 2}`` then ``ticket_id=2``: BFCL's
+ticket ids count from 0). Non-integral numbers are kept (a computed
 ``26.333`` reused later is a real flow). Dict keys are leaves too: several backends key
 their results by id (``{"USR002": [...]}``). Every earlier call that produced the value
 counts as a producer, and a tool feeding a later call of itself (paging, follow-ups) counts.
@@ -178,8 +179,23 @@ def significant(value: Any, parameter: str | None = None) -> bool:
     return False
 
 
-def _small_integer(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def id_integers(value: Any) -> Iterator[int]:
+    """Integers an output holds under an identifier key (``id``, ``ticket_id``, ``userIds``):
+    the small ones among them still flow into identifier parameters (see :func:`significant`),
+    while a small count or priority elsewhere in the output does not.
+
+    >>> sorted(id_integers({"id": 2, "priority": 3, "items": [{"item_ids": [4, 5]}]}))
+    [2, 4, 5]
+    """
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and ID_PARAMETER.search(key):
+                items = item if isinstance(item, list) else [item]
+                yield from (v for v in items if isinstance(v, int) and not isinstance(v, bool))
+            yield from id_integers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from id_integers(item)
 
 
 def leaves(value: Any) -> Iterator[str | int | float]:
@@ -255,13 +271,12 @@ def value_flow(calls: Sequence[Call], first_source: bool = False) -> list[Flow]:
             for v in _argument_leaves(argument)
             if significant(v, parameter)
         }
-        # small integers are kept on the output side: they count only where a later call
-        # passes them to an identifier parameter (see significant)
-        outputs = (
-            set()
-            if call.failed
-            else {v for v in leaves(call.output) if significant(v) or _small_integer(v)}
-        )
+        # integers under identifier keys are kept on the output side however small: they
+        # count only where a later call passes them to an identifier parameter (significant)
+        outputs: set[str | int | float] = set()
+        if not call.failed:
+            outputs = {v for v in leaves(call.output) if significant(v)}
+            outputs |= set(id_integers(call.output))
         produced.append(outputs - echoed)
         for value in outputs - echoed - first_seen:
             source[value] = j

@@ -78,6 +78,18 @@ def test_trivial_and_partial_values_do_not_flow() -> None:
     assert triples(calls) == {("list", "use2", "id")}
 
 
+def test_small_integer_ids_flow_only_from_id_fields_into_id_parameters() -> None:
+    """BFCL's ticket ids count from 0: {"id": 2} then ticket_id=2 is a flow; a priority of 3
+    is no id, and an id of 2 passed as a quantity is no flow."""
+    calls = [
+        Call("create_ticket", {"title": "Flat tire"}, {"id": 2, "priority": 3, "status": "Open"}),
+        Call("close_ticket", {"ticket_id": 2}),
+        Call("get_ticket", {"ticket_id": 3}),
+        Call("order_parts", {"quantity": 2}),
+    ]
+    assert triples(calls) == {("create_ticket", "close_ticket", "ticket_id")}
+
+
 def test_failed_calls_produce_nothing_and_self_pairs_count() -> None:
     calls = [
         Call("page", {"cursor": "start"}, {"items": ["a1b"], "next": "cur_2"}),
