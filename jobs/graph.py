@@ -103,7 +103,7 @@ class GraphParams(BackendParams):
         },
     )
     semantic_max_texts: int = field(
-        default=600,
+        default=400,
         metadata={
             "help": "compare output fields and parameters by embedding similarity only on "
             "servers with at most this many fields and parameters in all (every field is "

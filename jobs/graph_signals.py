@@ -97,6 +97,7 @@ ECHO_FACTOR = 0.4
 REVERSED_FACTOR = 0.85
 PRODUCER_NAMED_SCORE = 0.85
 SEMANTIC_MIN_COSINE = 0.75
+SEMANTIC_WORDS = 16
 DESCRIBED_NAME = 0.75
 MAX_PHRASE_WORDS = 3
 MIN_NAMED_WORD = 6
@@ -560,7 +561,7 @@ class Signals:
     """Which signals are on, and their knobs."""
 
     enabled: frozenset[str] = frozenset(SIGNALS)
-    semantic_max_texts: int = 600
+    semantic_max_texts: int = 400
 
     def __contains__(self, signal: str) -> bool:
         return signal in self.enabled
@@ -893,6 +894,16 @@ def specific_name(tokens: tuple[str, ...], *, listing: bool = False) -> tuple[st
     return tuple(words)
 
 
+def _brief(text: str, words: int = SEMANTIC_WORDS) -> str:
+    """The first words of a description: what a field is is said first, and long texts make
+    the encoder's cost grow with their square.
+
+    >>> _brief("The ID of the booking. Returned by search; stable for 30 days.", 5)
+    'The ID of the booking.'
+    """
+    return " ".join(text.split()[:words])
+
+
 def _phrases(words: Sequence[str]) -> set[tuple[str, ...]]:
     """Every run of one to ``MAX_PHRASE_WORDS`` words of a text."""
     return {
@@ -1171,10 +1182,10 @@ class ServerMatcher:
 
         def field_text(s: int, out: OutputField) -> str:
             owner = out.holder or self.sides[s].qualifier or ""
-            return f"{owner} {' '.join(out.tokens)}: {out.description}".strip()
+            return f"{owner} {' '.join(out.tokens)}: {_brief(out.description)}".strip()
 
         def param_text(p: InputParam) -> str:
-            return f"{' '.join(p.tokens)}: {p.description}"
+            return f"{' '.join(p.tokens)}: {_brief(p.description)}"
 
         left = embed([field_text(s, out) for s, out in outs])
         right = embed([param_text(p) for _, p in ins])
