@@ -302,3 +302,31 @@ def test_combinator_outputs_are_visible_and_error_branches_are_not() -> None:
 def test_unknown_signal_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="unknown graph signals"):
         GraphParams(signals=("schema", "telepathy"))  # type: ignore[arg-type]
+
+
+def test_tau2_tools_without_output_schemas_give_satisfiable_chains() -> None:
+    """tau2-bench's retail tools as shipped (no output schemas): the graph links them and the
+    chain sampler finds chains whose every required argument has a producer or comes from the
+    user, including the gold path email -> user id -> user details -> order details."""
+    from benchmarks.graph_gold import catalog_document
+    from jobs.synth.chains import sample_chains
+    from schemas.formats import Origin, convert
+
+    _, converted = convert(
+        catalog_document("tau2-retail"),
+        "auto",
+        Origin(source="tau2", name="tau2", where="tau2", server_name=None, domain=None),
+    )
+    [server] = converted.servers
+    tools = converted.tools
+    assert tools and not any(t.output_schema for t in tools)
+    rows = server_graph(tools, server, GraphParams(), seed=0).edges
+    names = {t.id: t.name for t in tools}
+    linked = {(names[e.source_tool_id], names[e.target_tool_id]) for e in rows}
+    assert {
+        ("find_user_id_by_email", "get_user_details"),
+        ("get_user_details", "get_order_details"),
+    } <= linked
+    sample = sample_chains(server, tools, rows, n=12, seed=0)
+    assert len(sample.chains) >= 6
+    assert all(c.verdicts[0].passed for c in sample.chains)
