@@ -1229,18 +1229,19 @@ class ServerMatcher:
             factor = 1.0
             if "penalties" in self.signals and s != t and best.get((t, s), 0.0) > best[(s, t)]:
                 factor = REVERSED_FACTOR
-            kept = sorted(
-                {
+            if factor < 1.0:
+                hits = [
                     FieldMatch(
                         m.source_field,
                         m.target_param,
                         round(m.score * factor, 4),
-                        m.detail + (f"; weaker of a two-way pair x{factor}" if factor < 1 else ""),
+                        f"{m.detail}; weaker of a two-way pair x{factor}",
                         m.kind,
                     )
                     for m in hits
-                    if m.score * factor >= min_score
-                },
+                ]
+            kept = sorted(
+                {m for m in hits if m.score >= min_score},
                 key=lambda m: (m.target_param, -m.score, m.source_field, m.kind),
             )
             if kept:
