@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from jobs.base import JobContext
 from jobs.graph_signals import (
+    DEFAULT_SIGNALS,
+    LEGACY_SIGNALS,
     SIGNALS,
     Edge,
     ServerMatcher,
@@ -95,11 +97,12 @@ def strongest_edges(edges: Sequence[ToolEdge], max_degree: int) -> list[ToolEdge
 @dataclass(frozen=True)
 class GraphParams(BackendParams):
     signals: tuple[Signal, ...] = field(
-        default=SIGNALS,
+        default=DEFAULT_SIGNALS,
         metadata={
-            "help": "the signals that find edges: "
+            "help": "the signals that find edges, from "
             + ", ".join(SIGNALS)
-            + " (see jobs/graph_signals.py); 'schema' alone is the graph as first built"
+            + " (see jobs/graph_signals.py); the default is all but semantic (embeddings: "
+            "slow on large APIs); 'schema' alone is the graph as first built"
         },
     )
     semantic_max_texts: int = field(
@@ -274,3 +277,15 @@ class BuildToolGraph(SparkStage):
             ctx.explain_empty(
                 "tool_edges", empty_graph_reason(ctx.inputs["tools"].count_rows(), skipped.value)
             )
+
+
+__all__ = [
+    "DEFAULT_SIGNALS",
+    "LEGACY_SIGNALS",
+    "SIGNALS",
+    "BuildToolGraph",
+    "GraphParams",
+    "server_edges",
+    "server_graph",
+    "strongest_edges",
+]

