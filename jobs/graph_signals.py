@@ -31,8 +31,10 @@ detail saying why. The signals (each can be switched off for an ablation):
     One side's description names the other: the parameter's description names the field
     (``receiver_id``: "User ID of the user to send to", fed by ``user_id``), or the field's
     description names the parameter (``stock_list``: "List of stock symbols", feeding
-    ``symbol``). Trailing generic words of a field's name are dropped first
-    (``current_directory_content`` is named by "the file from current directory").
+    ``symbol``). Trailing generic words of a list's name are dropped first
+    (``current_directory_content`` is named by "the file from current directory"). A phrase
+    that the parameters of many tools carry (more than 24, or a tenth of the server) is not
+    evidence.
 ``optional``
     Optional parameters are matched too, at 0.85 of the score, and only on specific words
     (an optional ``id``, ``name`` or ``status`` is a filter, not a dependency).
@@ -104,6 +106,7 @@ SEMANTIC_WORDS = 16
 DESCRIBED_NAME = 0.75
 MAX_PHRASE_WORDS = 3
 MIN_NAMED_WORD = 6
+COMMON_PHRASE_TOOLS = 24
 
 _STOPWORDS = frozenset(
     [
@@ -1100,17 +1103,25 @@ class ServerMatcher:
                 named = specific_name(param.tokens)
                 if named is not None:
                     by_name[named].append((t, param))
+        # A phrase that many tools' parameters carry ("the customer", "a file name" in a large
+        # API) says little about which producer feeds them: past this many tools, it is not
+        # evidence (an inverse-document-frequency cut).
+        common = max(COMMON_PHRASE_TOOLS, len(self.sides) // 10)
+
+        def specific(hits: list[tuple[int, InputParam]]) -> list[tuple[int, InputParam]]:
+            return hits if len({t for t, _ in hits}) <= common else []
+
         found: dict[tuple[int, int], list[FieldMatch]] = defaultdict(list)
         for s, side in enumerate(self.sides):
             for out in side.fields:
                 candidates: dict[tuple[int, str], tuple[InputParam, str, tuple[str, ...]]] = {}
                 named = specific_name(out.tokens, listing=out.json_type == "array")
                 if named is not None:
-                    for t, param in in_descriptions.get(named, ()):
+                    for t, param in specific(in_descriptions.get(named, [])):
                         how = "named in the parameter's description"
                         candidates.setdefault((t, param.name), (param, how, named))
                 for gram in _phrases(_text_sequence(out.description)):
-                    for t, param in by_name.get(gram, ()):
+                    for t, param in specific(by_name.get(gram, [])):
                         how = "named in the field's description"
                         candidates.setdefault((t, param.name), (param, how, gram))
                 for (t, _), (param, how, shared) in sorted(candidates.items()):
