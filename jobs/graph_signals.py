@@ -108,201 +108,38 @@ MAX_PHRASE_WORDS = 3
 MIN_NAMED_WORD = 6
 COMMON_PHRASE_TOOLS = 24
 
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "e.g",
-        "for",
-        "from",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "of",
-        "on",
-        "or",
-        "the",
-        "this",
-        "that",
-        "to",
-        "with",
-        "was",
-        "were",
-        "which",
-        "will",
-    ]
+
+def _words(text: str) -> frozenset[str]:
+    """A word list written as one string, so it reads as prose rather than one word a line."""
+    return frozenset(text.split())
+
+
+_STOPWORDS = _words(
+    "a an and are as at be by e.g for from in into is it its of on or the this that to with "
+    "was were which will"
 )
-GENERIC_TOKENS = frozenset(
-    [
-        "id",
-        "ids",
-        "name",
-        "title",
-        "query",
-        "type",
-        "value",
-        "data",
-        "text",
-        "key",
-        "status",
-        "result",
-        "response",
-        "output",
-        "input",
-        "message",
-        "content",
-        "description",
-        "code",
-        "info",
-        "list",
-        "count",
-        "string",
-        "number",
-        "detail",
-        "details",
-        "object",
-        "entry",
-        "record",
-        "format",
-        "mode",
-        "option",
-        "flag",
-        "url",
-        "link",
-        "label",
-    ]
+GENERIC_TOKENS = _words(
+    "id ids name title query type value data text key status result response output input "
+    "message content description code info list count string number detail details object "
+    "entry record format mode option flag url link label"
 )
 """Words that say what kind of value a field holds, not which thing it is about."""
-ROLE_TOKENS = frozenset(
-    [
-        "from",
-        "to",
-        "source",
-        "target",
-        "origin",
-        "destination",
-        "parent",
-        "child",
-        "sender",
-        "receiver",
-        "recipient",
-        "src",
-        "dst",
-        "start",
-        "end",
-        "old",
-        "new",
-        "previous",
-        "next",
-        "current",
-        "pick",
-        "up",
-        "drop",
-        "off",
-        "departure",
-        "arrival",
-        "home",
-        "work",
-        "primary",
-        "secondary",
-        "base",
-        "quote",
-        "other",
-    ]
+ROLE_TOKENS = _words(
+    "from to source target origin destination parent child sender receiver recipient src dst "
+    "start end old new previous next current pick up drop off departure arrival home work "
+    "primary secondary base quote other"
 )
 """Words that name a role a value plays in a call (``from_id``, ``pick_up_latitude``)."""
-VERB_TOKENS = frozenset(
-    [
-        "get",
-        "find",
-        "search",
-        "list",
-        "fetch",
-        "retrieve",
-        "lookup",
-        "look",
-        "query",
-        "show",
-        "read",
-        "view",
-        "create",
-        "add",
-        "make",
-        "post",
-        "put",
-        "update",
-        "modify",
-        "edit",
-        "set",
-        "delete",
-        "remove",
-        "cancel",
-        "book",
-        "send",
-        "check",
-        "calculate",
-        "compute",
-        "estimate",
-        "display",
-        "register",
-        "generate",
-        "upload",
-        "download",
-        "all",
-        "details",
-        "detail",
-        "info",
-        "information",
-        "by",
-        "for",
-        "of",
-        "with",
-        "new",
-        "describe",
-        "count",
-        "browse",
-        "filter",
-        "lookup",
-        "obtain",
-        "return",
-        "load",
-    ]
+VERB_TOKENS = _words(
+    "get find search list fetch retrieve lookup look query show read view create add make "
+    "post put update modify edit set delete remove cancel book send check calculate compute "
+    "estimate display register generate upload download all details detail info information "
+    "by for of with new describe count browse filter obtain return load"
 )
 """Words of a tool's name that say what it does, not what it is about."""
-SOURCE_VERBS = frozenset(
-    [
-        "get",
-        "find",
-        "search",
-        "list",
-        "fetch",
-        "retrieve",
-        "lookup",
-        "look",
-        "query",
-        "show",
-        "read",
-        "view",
-        "browse",
-        "filter",
-        "describe",
-        "create",
-        "add",
-        "register",
-        "book",
-        "make",
-        "generate",
-        "obtain",
-        "load",
-    ]
+SOURCE_VERBS = _words(
+    "get find search list fetch retrieve lookup look query show read view browse filter "
+    "describe create add register book make generate obtain load"
 )
 """Verbs of tools that hand back things (ids of what they find, list or create)."""
 SCALAR_TYPES = frozenset({None, "string", "integer", "number"})
